@@ -1,0 +1,91 @@
+"""Checkpoints: one torch file holding plain dicts and tensors, loaded with weights_only=True.
+
+Layout: {"format": "hashiflex-checkpoint", "version": 1, "kind": "fp32" | "po2",
+         "model_config": {...}, "quant_config": {...} | None, "meta": {...}, "state_dict": {...}}
+`default-fp32` / `default-po2` name the committed checkpoints under hashiflex/checkpoints/.
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+FORMAT = "hashiflex-checkpoint"
+VERSION = 1
+BUILTIN_DIR = Path(__file__).parent / "checkpoints"
+BUILTIN = {"default-fp32": "default-fp32.pt", "default-po2": "default-po2.pt"}
+
+
+def resolve(name_or_path: str | None) -> Path:
+    name = name_or_path or "default-po2"
+    if name in BUILTIN:
+        return BUILTIN_DIR / BUILTIN[name]
+    return Path(name)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename onto `path`: no half-written file on failure."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"output folder {path.parent} does not exist: create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(path, kind: str, model_config: dict, state_dict: dict, quant_config: dict | None = None,
+         meta: dict | None = None) -> None:
+    blob = {"format": FORMAT, "version": VERSION, "kind": kind, "model_config": dict(model_config),
+            "quant_config": dict(quant_config) if quant_config else None, "meta": dict(meta or {}),
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}}
+    try:
+        atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
+    except OSError as e:
+        raise UserError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+
+
+def load(name_or_path: str | None) -> dict:
+    """Load and validate a checkpoint; never unpickles arbitrary objects."""
+    path = resolve(name_or_path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found: pass a file written by 'hashiflex train/quantize' "
+                        f"or one of {sorted(BUILTIN)}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UserError(f"checkpoint {path} is corrupt or not a hashiflex checkpoint ({first}); "
+                        f"re-create it with 'hashiflex train' or 'hashiflex quantize'") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise UserError(f"{path} is not a hashiflex checkpoint; re-create it with 'hashiflex train'")
+    if blob.get("version") != VERSION:
+        raise UserError(f"{path} has checkpoint version {blob.get('version')}, this hashiflex reads {VERSION}")
+    if blob.get("kind") not in ("fp32", "po2"):
+        raise UserError(f"{path} has unknown kind {blob.get('kind')!r}")
+    sd = blob.get("state_dict")
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise UserError(f"{path} has no valid state_dict")
+    for k, v in sd.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise UserError(f"checkpoint {path} has NaN/inf values in {k}; retrain or use another checkpoint")
+    blob["path"] = str(path)
+    return blob
+
+
+def finite_or_error(x: float, what: str) -> float:
+    if not math.isfinite(x):
+        raise UserError(f"{what} is not finite")
+    return x

@@ -1,0 +1,67 @@
+"""Programs from checkpoints, and the random-weight MobileNetV2-224 used for hardware studies."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
+from ..quant.config import QuantConfig
+from ..quant.convert import QMobileNetV2, calibrate
+from ..quant.prune import apply_masks
+from ..train.loop import to_model_input
+from .intervals import analyze
+from .lower import lower
+from .spec import Program
+
+ARCHS = {
+    "mobilenetv2-224": MobileNetV2Config(num_classes=1000, in_channels=3, width_mult=1.0, first_stride=2,
+                                         input_size=224),
+}
+
+
+def input_shape(cfg: MobileNetV2Config) -> tuple[int, int, int]:
+    return (cfg.in_channels, cfg.input_size, cfg.input_size)
+
+
+def program_from_qmodel(q: QMobileNetV2, meta: dict | None = None) -> Program:
+    return analyze(lower(q, input_shape(q.cfg), meta))
+
+
+def program_from_checkpoint(ckpt: str | None) -> Program:
+    from ..quant.qat import load_qmodel
+
+    q, blob = load_qmodel(ckpt)
+    meta = {"source": blob["path"], "model_config": blob["model_config"], "quant_config": blob["quant_config"]}
+    return program_from_qmodel(q, meta)
+
+
+@torch.no_grad()
+def random_qmodel(arch: str, qc: QuantConfig, seed: int = 0, calib_images: int = 4) -> QMobileNetV2:
+    """A QMobileNetV2 with random weights and BN statistics, calibrated on random images.
+
+    Stands in for ImageNet-trained weights in hardware studies: same shapes, Po2 weights spread
+    over the exponent range, and the requested fraction of pruned weights.
+    """
+    cfg = ARCHS[arch]
+    torch.manual_seed(seed)
+    fp32 = MobileNetV2(cfg)
+    for m in fp32.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.normal_(0.0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.normal_(0.0, 0.1)
+    torch.nn.init.normal_(fp32.classifier[1].weight, 0.0, 0.05)
+    q = QMobileNetV2(fp32, qc)
+    if qc.prune > 0:
+        apply_masks([m for _, m in q.hardened_convs()], qc.prune, qc.prune_scope)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (calib_images, cfg.in_channels, cfg.input_size, cfg.input_size), generator=gen,
+                      dtype=torch.uint8)
+    calibrate(q, [to_model_input(x)])
+    q.eval()
+    return q
+
+
+def random_images(shape: tuple[int, int, int], n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)

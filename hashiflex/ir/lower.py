@@ -1,0 +1,112 @@
+"""Lowering: quantized PyTorch model -> IR Program, via torch.fx graph capture.
+
+Assumes the model was calibrated (fractions linked) and is in eval mode; every node must be a
+quantized leaf (QInput, QConvBN, QAdd, QAvgPool, QLinearNPU, QLinearPo2), a Dropout, or a
+flatten. The first other node is named in a UserError.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import fx
+
+from ..errors import UserError
+from ..quant.graph import is_pass_through, link_fracs, trace
+from ..quant.modules import QAdd, QAvgPool, QConvBN, QInput, QLinearNPU, QLinearPo2
+from ..quant.po2 import act_range
+from .spec import Add, AvgPool, Conv, Linear, Program, Tensor
+
+
+def _codes(sign: torch.Tensor, exp: torch.Tensor) -> np.ndarray:
+    return (sign * (exp + 1)).numpy().astype(np.int8)
+
+
+def _conv_out_hw(h: int, w: int, conv) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def lower(model: torch.nn.Module, input_shape: tuple[int, int, int], meta: dict | None = None) -> Program:
+    """Return the IR of a quantized model for raw uint8 input images of shape (C, H, W)."""
+    model.eval()
+    link_fracs(model)  # fractions are a property of the graph; make them consistent first
+    gm = trace(model)
+    tensors: dict[str, Tensor] = {"input": Tensor("input", tuple(input_shape), False, 8, 8)}
+    arrays: dict[str, np.ndarray] = {}
+    ops = []
+    name_of: dict[fx.Node, str] = {}
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            name_of[node] = "input"
+            continue
+        if node.op == "output":
+            out = node.args[0]
+            break
+        if is_pass_through(node, gm):
+            src = name_of[node.args[0]]
+            t = tensors[src]
+            if node.op != "call_module" and len(t.shape) == 3 and t.shape[1:] == (1, 1):
+                raise UserError("flatten of a feature map is only supported after global average pooling")
+            name_of[node] = src
+            continue
+        if node.op != "call_module":
+            raise UserError(f"unsupported operation in the model graph: {node.op} {getattr(node.target, '__name__', node.target)}")
+        m = gm.get_submodule(node.target)
+        name = str(node.target)
+        if isinstance(m, QInput):
+            if int(m.out_frac) != 8 or m.act_bits != 8:
+                raise UserError("the input quantizer must be uint8 with 8 fraction bits")
+            name_of[node] = name_of[node.args[0]]
+            continue
+        if isinstance(m, QConvBN):
+            x = tensors[name_of[node.args[0]]]
+            p = m.integer_params()
+            c, h, w = x.shape
+            oh, ow = _conv_out_hw(h, w, m.conv)
+            if c != m.conv.in_channels:
+                raise UserError(f"{name}: expects {m.conv.in_channels} input channels, gets {c}")
+            lo, hi = p["lo"], p["hi"]
+            t = Tensor(name, (m.conv.out_channels, oh, ow), lo < 0, m.act_bits, p["out_frac"])
+            arrays[f"{name}.weight"] = _codes(p["sign"], p["exp"])
+            arrays[f"{name}.bias"] = p["bias"].numpy()
+            ops.append(Conv(name, x.name, name, f"{name}.weight", f"{name}.bias", p["stride"], p["padding"],
+                            p["groups"], p["e_min"], p["acc_frac"] - p["out_frac"], lo, hi))
+        elif isinstance(m, QAdd):
+            a, b = (tensors[name_of[n]] for n in node.args[:2])
+            if a.shape != b.shape:
+                raise UserError(f"{name}: residual operands have shapes {a.shape} and {b.shape}")
+            fc = max(a.frac, b.frac)
+            lo, hi = m.out_range()
+            t = Tensor(name, a.shape, True, m.act_bits, int(m.out_frac))
+            ops.append(Add(name, a.name, b.name, name, fc - a.frac, fc - b.frac, fc - int(m.out_frac), lo, hi))
+        elif isinstance(m, QAvgPool):
+            x = tensors[name_of[node.args[0]]]
+            c, h, w = x.shape
+            mult, k = QAvgPool.constants(h * w)
+            lo, hi = act_range(m.act_bits, False)
+            t = Tensor(name, (c,), False, m.act_bits, x.frac)
+            ops.append(AvgPool(name, x.name, name, mult, k, lo, hi))
+        elif isinstance(m, (QLinearNPU, QLinearPo2)):
+            x = tensors[name_of[node.args[0]]]
+            if len(x.shape) != 1:
+                raise UserError(f"{name}: a linear layer needs a pooled vector input, got shape {x.shape}")
+            p = m.integer_params()
+            arrays[f"{name}.bias"] = p["bias"].numpy()
+            if isinstance(m, QLinearNPU):
+                arrays[f"{name}.weight"] = p["weight"].numpy().astype(np.int8)
+                arrays[f"{name}.scale_mult"] = p["scale_mult"].numpy()
+                op = Linear(name, x.name, name, "int8", f"{name}.weight", f"{name}.bias", f"{name}.scale_mult",
+                            -p["scale_shift"])
+            else:
+                arrays[f"{name}.weight"] = _codes(p["sign"], p["exp"])
+                op = Linear(name, x.name, name, "po2", f"{name}.weight", f"{name}.bias", None, p["e_min"])
+            t = Tensor(name, (m.linear.out_features,), True, 64, p["logit_frac"])
+            ops.append(op)
+        else:
+            raise UserError(f"unsupported layer {name} ({type(m).__name__}): hashiflex lowers conv+BN(+ReLU6), "
+                            f"residual add, global average pool and linear")
+        tensors[name] = t
+        name_of[node] = name
+    prog = Program(tensors, tuple(ops), "input", name_of[out], arrays, dict(meta or {}))
+    prog.validate()
+    return prog
