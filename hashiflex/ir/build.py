@@ -65,3 +65,45 @@ def random_qmodel(arch: str, qc: QuantConfig, seed: int = 0, calib_images: int =
 
 def random_images(shape: tuple[int, int, int], n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+
+
+def compile_build(out_dir, checkpoint: str | None = None, arch: str | None = None, prune: float = 0.0,
+                  exp_bits: int = 3, seed: int = 0) -> tuple[Program, dict]:
+    """Lower a checkpoint (or a random-weight `arch`) and write the IR into out_dir."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from . import serialize
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create build folder {out}: {e.strerror or e}") from None
+    if arch is not None:
+        if arch not in ARCHS:
+            raise UserError(f"unknown --arch {arch!r}: choose from {sorted(ARCHS)}")
+        qc = QuantConfig(exp_bits=exp_bits, prune=prune).validate()
+        q = random_qmodel(arch, qc, seed)
+        prog = program_from_qmodel(q, {"arch": arch, "random_weights": True, "seed": seed,
+                                       "model_config": q.cfg.to_dict(), "quant_config": qc.to_dict()})
+    else:
+        prog = program_from_checkpoint(checkpoint)
+    js, npz = serialize.save(prog, out)
+    return prog, {"ir_json": str(js), "ir_npz": str(npz)}
+
+
+def summarize(prog: Program) -> dict:
+    """Counts a user wants after compiling: ops, weights, nonzero Po2 terms, widest accumulator."""
+    from .intervals import bits_for
+    from .spec import Conv, Linear
+
+    weights = nonzero = 0
+    for op in prog.ops:
+        if isinstance(op, (Conv, Linear)):
+            w = prog.arrays[op.weight]
+            weights += int(w.size)
+            nonzero += int(np.count_nonzero(w))
+    widest = max(bits_for(op.acc_lo, op.acc_hi) for op in prog.ops)
+    return {"ops": len(prog.ops), "weights": weights, "nonzero_weights": nonzero,
+            "max_acc_bits": widest, "output": prog.output, "output_shape": list(prog.tensors[prog.output].shape)}

@@ -54,8 +54,12 @@ def link_fracs(model: nn.Module) -> None:
         if node.op != "call_module":
             if node.op == "call_function" and node.target in (operator.add, torch.add):
                 raise UserError("an unquantized add was found: residual adds must be QAdd modules")
-            raise UserError(f"unsupported operation {node.op} {node.target} in the quantized model")
+            raise UserError(f"unsupported operation {node.op} {getattr(node.target, '__name__', node.target)} "
+                            f"in the quantized model")
         m = gm.get_submodule(node.target)
+        if not isinstance(m, LEAVES):
+            raise UserError(f"unsupported layer {node.target} ({type(m).__name__}): hashiflex lowers conv+BN(+ReLU6), "
+                            f"residual add, global average pool and linear")
         if node.args and isinstance(node.args[0], fx.Node) and node.args[0].op != "placeholder":
             m.in_frac.fill_(frac[node.args[0]])
         if isinstance(m, QAdd):

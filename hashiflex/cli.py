@@ -1,0 +1,187 @@
+"""The `hashiflex` command line: train, quantize, eval and sweep.
+
+Heavy imports (torch, matplotlib) happen inside the subcommands, so `--help` and option errors
+answer at once. Every subcommand returns (result dict, human summary); `--json` prints the dict.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+
+from .errors import UserError
+
+FMT = argparse.RawDescriptionHelpFormatter
+
+MAIN_DESCRIPTION = """\
+Turn a trained CNN into a HaShiFlex accelerator: train an FP32 MobileNetV2 on Fashion-MNIST,
+quantize it to power-of-two (Po2) weights with QAT and pruning, and measure its accuracy.
+
+Fashion-MNIST is read from --data DIR, else $HASHIFLEX_DATA, else the Debian package
+dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)."""
+
+MAIN_EPILOG = """\
+examples:
+  hashiflex eval                                   # accuracy of the shipped Po2 model
+  hashiflex train --out fp32.pt --epochs 8
+  hashiflex quantize --checkpoint fp32.pt --out po2.pt --exp-bits 3 --prune 0.5
+  hashiflex sweep --out results/ --limit 10000 --test-limit 2000
+
+Every subcommand takes --json (one JSON object on the last line of stdout) and --help."""
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR", help="folder with the Fashion-MNIST idx .gz files "
+                   "(default: $HASHIFLEX_DATA, then /usr/share/datasets/fashion-mnist)")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as one JSON object on the last line of stdout")
+
+
+def _qat_options(p: argparse.ArgumentParser, epochs_default: float | None) -> None:
+    """Options shared by quantize and sweep. None means QATSettings' default, so `quantize` with no
+    options repeats default-po2's recipe; the numbers in the help are checked against it by a test."""
+    p.add_argument("--checkpoint", default="default-fp32", metavar="PATH",
+                   help="FP32 checkpoint to start from: a file or 'default-fp32' (default)")
+    p.add_argument("--act-bits", type=int, default=8, help="activation bits, 2..16 (default 8)")
+    p.add_argument("--prune-scope", choices=["global", "layer"], default="global",
+                   help="one magnitude threshold for all layers, or the same rate per layer (default global)")
+    p.add_argument("--classifier", choices=["npu", "po2"], default="npu",
+                   help="final layer: int8 programmable (npu, default) or fully hardened Po2")
+    p.add_argument("--epochs", type=float, default=epochs_default,
+                   help=f"QAT epochs, fractions allowed (default {epochs_default or 2.0})")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.01)")
+    p.add_argument("--batch-size", type=int, help="batch size (default 128)")
+    p.add_argument("--seed", type=int, help="random seed (default 1)")
+    p.add_argument("--limit", type=int, metavar="N", help="use the first N training images (default all)")
+    p.add_argument("--test-limit", type=int, metavar="N", help="use the first N test images (default all)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="hashiflex", description=MAIN_DESCRIPTION, epilog=MAIN_EPILOG,
+                                 formatter_class=FMT)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train", formatter_class=FMT, help="train an FP32 MobileNetV2 on Fashion-MNIST",
+        description="Train an FP32 MobileNetV2 on Fashion-MNIST (SGD, one-cycle cosine schedule, shift/flip "
+                    "augmentation) and write an fp32 checkpoint with its settings and test accuracy.",
+        epilog="example:\n  hashiflex train --out fp32.pt --epochs 8 --width 0.5\n"
+               "  hashiflex train --out quick.pt --epochs 1 --limit 5000   # a quick try")
+    p.add_argument("--out", required=True, metavar="PATH", help="checkpoint file to write (its folder must exist)")
+    p.add_argument("--epochs", type=float, default=8.0, help="training epochs, fractions allowed (default 8)")
+    p.add_argument("--width", type=float, default=0.5, help="MobileNetV2 width multiplier, (0, 4] (default 0.5)")
+    p.add_argument("--first-stride", type=int, choices=[1, 2], default=1,
+                   help="stride of the first conv: 1 keeps 28x28 detail (default), 2 is torchvision's")
+    p.add_argument("--last-channel", type=int, default=1280, help="channels of the last 1x1 conv (default 1280)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--limit", type=int, metavar="N", help="use the first N training images (default all)")
+    p.add_argument("--test-limit", type=int, metavar="N", help="use the first N test images (default all)")
+    _common(p)
+    p.set_defaults(module="train")
+
+    p = sub.add_parser(
+        "quantize", formatter_class=FMT, help="Po2 quantization-aware training from an FP32 checkpoint",
+        description="Quantize an FP32 checkpoint to power-of-two weights: calibrate activation ranges, run "
+                    "quantization-aware training with optional gradual magnitude pruning, and write a po2 "
+                    "checkpoint with its test accuracy and sparsity.",
+        epilog="example:\n  hashiflex quantize --checkpoint fp32.pt --out po2.pt --exp-bits 3 --prune 0.5")
+    p.add_argument("--out", required=True, metavar="PATH", help="checkpoint file to write (its folder must exist)")
+    p.add_argument("--exp-bits", type=int, default=3, help="Po2 exponent bits of hardened weights, 1..8 (default 3)")
+    p.add_argument("--prune", type=float, default=0.0, help="target fraction of zero weights, [0, 1) (default 0)")
+    _qat_options(p, None)
+    _common(p)
+    p.set_defaults(module="quantize")
+
+    p = sub.add_parser(
+        "eval", formatter_class=FMT, help="test accuracy of a checkpoint",
+        description="Measure the Fashion-MNIST test accuracy of a checkpoint. fp32 checkpoints run in float32; "
+                    "po2 checkpoints run the quantized model in float64, where it is exact integer arithmetic. "
+                    "--engine golden runs the bit-exact golden simulator instead.",
+        epilog="example:\n  hashiflex eval --checkpoint po2.pt --limit 1000\n"
+               "  hashiflex eval --engine golden --json")
+    p.add_argument("--checkpoint", default="default-po2", metavar="PATH",
+                   help="a checkpoint file, 'default-fp32' or 'default-po2' (default)")
+    p.add_argument("--limit", type=int, metavar="N", help="use the first N test images (default all 10000)")
+    p.add_argument("--engine", choices=["torch", "golden"], default="torch",
+                   help="torch (default) or the integer golden simulator")
+    _common(p)
+    p.set_defaults(module="evaluate")
+
+    p = sub.add_parser(
+        "sweep", formatter_class=FMT, help="accuracy over exponent bits x pruning rates",
+        description="Run a short QAT from one FP32 checkpoint for every combination of exponent bits and "
+                    "pruning rate, and write DIR/sweep.csv and DIR/sweep.png (accuracy vs pruning, one line "
+                    "per exponent width).",
+        epilog="example:\n  hashiflex sweep --out results --limit 10000 --test-limit 2000\n"
+               "  hashiflex sweep --out results --exp-bits-list 3,4 --prune-list 0,0.5 --epochs 0.5")
+    p.add_argument("--out", required=True, metavar="DIR", help="existing folder for sweep.csv and sweep.png")
+    p.add_argument("--exp-bits-list", type=_int_list, default=[2, 3, 4], metavar="LIST",
+                   help="exponent bits to try (default 2,3,4)")
+    p.add_argument("--prune-list", type=_float_list, default=[0.0, 0.25, 0.5, 0.75], metavar="LIST",
+                   help="pruning rates to try (default 0,0.25,0.5,0.75)")
+    _qat_options(p, 0.25)
+    _common(p)
+    p.set_defaults(module="sweep")
+    return ap
+
+
+def _json_safe(v):
+    """Non-finite floats become null: bare NaN is not JSON."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help or an argparse error (already printed, code 2)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        from .commands import common
+        common.set_threads()
+        mod = importlib.import_module(f".commands.{args.module}", __package__)
+        result, summary = mod.run(args)
+    except UserError as e:
+        print(f"hashiflex: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hashiflex: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(_json_safe(result)))
+    else:
+        print(summary)
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

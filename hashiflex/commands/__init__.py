@@ -1,0 +1,1 @@
+"""Subcommands of the `hashiflex` CLI: each module's run(args) returns (result dict, summary text)."""

@@ -1,0 +1,100 @@
+"""Checks and loaders shared by the subcommands: bad input becomes a one-line UserError, early."""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import load_fashion_mnist
+from ..errors import UserError
+from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
+
+
+def set_threads() -> None:
+    """At most 2 intra-op threads: more only contends on the small machines this targets."""
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def check_count(value: int | None, opt: str) -> None:
+    if value is not None and value < 1:
+        raise UserError(f"{opt} must be at least 1 (got {value})")
+
+
+def check_epochs(value: float | None, opt: str = "--epochs") -> None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise UserError(f"{opt} must be a number >= 0 (got {value})")
+
+
+def check_lr(value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UserError(f"--lr must be a number > 0 (got {value})")
+
+
+def writable_dir(path, opt: str = "--out") -> Path:
+    """Fail before any work if the folder is missing or not writable (a probe file, removed at once)."""
+    d = Path(path)
+    if d.exists() and not d.is_dir():
+        raise UserError(f"{opt}: {d} is a file, not a folder")
+    if not d.is_dir():
+        raise UserError(f"{opt}: output folder {d} does not exist: create it first")
+    try:
+        with tempfile.TemporaryFile(dir=d):
+            pass
+    except OSError as e:
+        raise UserError(f"{opt}: cannot write in folder {d} ({e.strerror or e})") from None
+    return d
+
+
+def output_file(path: str, opt: str = "--out") -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{opt} {p} is a folder: give a file name such as {p / 'model.pt'}")
+    writable_dir(p.parent, opt)
+    return p
+
+
+def load_split(split: str, data: str | None, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = load_fashion_mnist(split, data, limit)
+    if len(x) == 0:
+        raise UserError(f"the Fashion-MNIST {split} split has no images")
+    return x, y
+
+
+def _first_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:240] or type(e).__name__
+
+
+def model_config(blob: dict) -> MobileNetV2Config:
+    """The checkpoint's declared architecture, checked to take 1-channel 10-class Fashion-MNIST."""
+    try:
+        cfg = MobileNetV2Config.from_dict(blob["model_config"])
+        cfg.validate()
+    except (ValueError, TypeError, AttributeError) as e:
+        raise UserError(f"checkpoint {blob['path']} has a bad model_config ({_first_line(e)})") from None
+    if cfg.in_channels != 1 or cfg.num_classes != 10:
+        raise UserError(f"checkpoint {blob['path']} is for {cfg.in_channels}-channel images and "
+                        f"{cfg.num_classes} classes; Fashion-MNIST has 1 channel and 10 classes")
+    return cfg
+
+
+def fp32_model(blob: dict) -> MobileNetV2:
+    """Build the declared MobileNetV2 and load the weights strictly."""
+    cfg = model_config(blob)
+    model = MobileNetV2(cfg)
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise UserError(f"checkpoint {blob['path']} does not match the MobileNetV2 architecture it declares "
+                        f"({_first_line(e)})") from None
+    return model
+
+
+def check_finite(state_dict: dict, what: str) -> None:
+    """Refuse to write weights that diverged: the checkpoint loader would reject them anyway."""
+    for k, v in state_dict.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise UserError(f"{what} diverged (NaN/inf in {k}); nothing written: try a lower --lr")

@@ -1,0 +1,55 @@
+"""`hashiflex quantize`: Po2 QAT (and pruning) from an FP32 checkpoint, written as a po2 checkpoint."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .. import checkpoint
+from ..errors import UserError
+from ..quant.config import QuantConfig
+from ..quant.qat import QATSettings
+from .common import check_count, check_epochs, check_lr, fp32_model
+
+
+def qat_settings(args, exp_bits: int, prune: float) -> QATSettings:
+    """QATSettings from the options; an option left out keeps the QATSettings default."""
+    check_epochs(args.epochs)
+    check_lr(args.lr)
+    for opt, v in (("--batch-size", args.batch_size), ("--limit", args.limit), ("--test-limit", args.test_limit)):
+        check_count(v, opt)
+    qc = QuantConfig(exp_bits=exp_bits, act_bits=args.act_bits, prune=prune, prune_scope=args.prune_scope,
+                     classifier=args.classifier).validate()
+    base = QATSettings()
+    given = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
+                               ("seed", args.seed)) if v is not None}
+    return replace(base, quant=qc, train=replace(base.train, **given))
+
+
+def load_fp32_source(name: str) -> dict:
+    """Load and check the FP32 source before any data is read or time spent."""
+    blob = checkpoint.load(name)
+    if blob["kind"] != "fp32":
+        raise UserError(f"{blob['path']} is already quantized: pass an FP32 checkpoint to --checkpoint")
+    fp32_model(blob)
+    return blob
+
+
+def run(args):
+    from ..quant.qat import quantize_from_fp32
+    from .common import check_finite, load_split, output_file
+
+    s = qat_settings(args, args.exp_bits, args.prune)
+    out = output_file(args.out)
+    load_fp32_source(args.checkpoint)
+    xtr, ytr = load_split("train", args.data, args.limit)
+    xte, yte = load_split("test", args.data, args.test_limit)
+    r = quantize_from_fp32(args.checkpoint, xtr, ytr, xte, yte, s)
+    check_finite(r.model.state_dict(), "QAT")
+    r.save(out, extra_meta={"command": "hashiflex quantize", "train_images": len(xtr), "test_images": len(xte)})
+    q = s.quant
+    result = {"checkpoint": str(out), "kind": "po2", "source": r.source, "accuracy": r.accuracy,
+              "images": len(xte), "sparsity": r.sparsity, "train_images": len(xtr), "epochs": s.train.epochs,
+              "seconds": round(r.seconds, 1), **q.to_dict()}
+    summary = (f"wrote {out}: Po2 model ({q.exp_bits}-bit exponents, {q.act_bits}-bit activations, "
+               f"{q.classifier} classifier), test accuracy {r.accuracy:.4f} on {len(xte)} images, "
+               f"{r.sparsity:.1%} of hardened weights zero ({r.seconds:.0f} s)")
+    return result, summary
