@@ -17,6 +17,7 @@ from ..ir.spec import Add, AvgPool, Conv, Linear, Program
 from ..progress import bar
 
 EXACT_LIMIT = 2 ** 53
+FLOAT32_EXACT_LIMIT = 2 ** 24
 
 
 def _maxabs(lo: int, hi: int) -> int:
@@ -50,7 +51,16 @@ def check_exactness(prog: Program) -> dict[str, int]:
 
 
 class GoldenSimulator:
-    """Prepared once per program (weights as float64 tensors), then run on batches."""
+    """Prepared once per program, then run on batches.
+
+    Each conv/linear runs in float32 when its proven bound is below 2^24 (float32 is then just as
+    exact and much faster) and in float64 otherwise; requantization always runs in float64.
+    Convs with a kernel larger than 1x1 and groups == 1 always use float64, so no fast-convolution
+    algorithm (e.g. Winograd, whose transforms are not integer) can be picked for float32.
+    Depthwise convs in float64 are computed as K*K shifted multiply-adds, which torch runs far
+    faster than its float64 grouped-conv path. Requantization runs in float32 too when the
+    accumulator plus the rounding constant stays below 2^24.
+    """
 
     def __init__(self, prog: Program):
         if any(op.acc_lo is None for op in prog.ops):
@@ -60,17 +70,47 @@ class GoldenSimulator:
         self.weights = {}
         # index of the last op reading each tensor, so intermediate tensors are freed early
         self.last_use = {t: i for i, op in enumerate(prog.ops) for t in prog.op_inputs(op)}
+        self.dtype = {}
         for op in prog.ops:
             if isinstance(op, (Conv, Linear)):
-                w = torch.from_numpy(_weight_ints(prog, op).astype(np.float64))
-                b = torch.from_numpy(prog.arrays[op.bias].astype(np.float64))
+                wide = isinstance(op, Conv) and op.groups == 1 and self._kernel(op) != (1, 1)
+                dt = torch.float32 if self.bounds[op.name] < FLOAT32_EXACT_LIMIT and not wide else torch.float64
+                w = torch.from_numpy(_weight_ints(prog, op).astype(np.float64)).to(dt)
+                b = torch.from_numpy(prog.arrays[op.bias].astype(np.float64)).to(dt)
                 m = (torch.from_numpy(prog.arrays[op.scale_mult].astype(np.float64))
                      if isinstance(op, Linear) and op.mode == "int8" else None)
                 self.weights[op.name] = (w, b, m)
+                self.dtype[op.name] = dt
 
-    @staticmethod
-    def _requant(acc: torch.Tensor, shift: int, lo: int, hi: int) -> torch.Tensor:
-        return torch.clamp(torch.floor(acc * 2.0 ** -shift + 0.5) if shift > 0 else acc * 2.0 ** -shift, lo, hi)
+    def _kernel(self, op: Conv) -> tuple[int, int]:
+        return tuple(self.prog.arrays[op.weight].shape[2:])
+
+    def _conv(self, op: Conv, x: torch.Tensor) -> torch.Tensor:
+        w, b, _ = self.weights[op.name]
+        x = x.to(w.dtype)
+        cin = x.shape[1]
+        if w.dtype == torch.float32 or op.groups == 1 or op.groups != cin or w.shape[0] != cin:
+            return F.conv2d(x, w, b, op.stride, op.padding, 1, op.groups)
+        (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], op.stride, op.padding
+        xp = F.pad(x, (pw, pw, ph, ph))
+        oh = (x.shape[2] + 2 * ph - kh) // sh + 1
+        ow = (x.shape[3] + 2 * pw - kw) // sw + 1
+        acc = b.view(1, -1, 1, 1).expand(x.shape[0], -1, oh, ow).clone()
+        for ky in range(kh):
+            for kx in range(kw):
+                patch = xp[:, :, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw]
+                acc.addcmul_(patch, w[:, 0, ky, kx].view(1, -1, 1, 1))
+        return acc
+
+    def _requant(self, op, acc: torch.Tensor) -> torch.Tensor:
+        """clamp(rshift_round(acc, shift)) in place; float64 unless float32 is provably exact."""
+        shift = op.shift
+        if self.bounds[op.name] + 2 ** max(shift - 1, 0) >= FLOAT32_EXACT_LIMIT:
+            acc = acc.to(torch.float64)
+        acc = acc.mul_(2.0 ** -shift)
+        if shift > 0:
+            acc = acc.add_(0.5).floor_()
+        return acc.clamp_(op.clamp_lo, op.clamp_hi)
 
     @torch.no_grad()
     def run(self, images: np.ndarray, keep_all: bool = False) -> dict[str, torch.Tensor]:
@@ -79,18 +119,16 @@ class GoldenSimulator:
         vals = {p.input: torch.from_numpy(np.ascontiguousarray(images)).to(torch.float64)}
         for i, op in enumerate(p.ops):
             if isinstance(op, Conv):
-                w, b, _ = self.weights[op.name]
-                acc = F.conv2d(vals[op.input], w, b, op.stride, op.padding, 1, op.groups)
-                out = self._requant(acc, op.shift, op.clamp_lo, op.clamp_hi)
+                out = self._requant(op, self._conv(op, vals[op.input]))
             elif isinstance(op, Add):
-                acc = vals[op.a] * 2.0 ** op.align_a + vals[op.b] * 2.0 ** op.align_b
-                out = self._requant(acc, op.shift, op.clamp_lo, op.clamp_hi)
+                acc = vals[op.a].to(torch.float64) * 2.0 ** op.align_a + vals[op.b] * 2.0 ** op.align_b
+                out = self._requant(op, acc)
             elif isinstance(op, AvgPool):
-                acc = vals[op.input].sum(dim=(2, 3))
-                out = self._requant(acc * op.mult, op.shift, op.clamp_lo, op.clamp_hi)
+                acc = vals[op.input].to(torch.float64).sum(dim=(2, 3)).mul_(op.mult)
+                out = self._requant(op, acc)
             elif isinstance(op, Linear):
                 w, b, m = self.weights[op.name]
-                out = F.linear(vals[op.input], w, b)
+                out = F.linear(vals[op.input].to(w.dtype), w, b).to(torch.float64)
                 if m is not None:
                     out = out * m
             else:
