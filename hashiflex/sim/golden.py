@@ -114,25 +114,28 @@ class GoldenSimulator:
 
     @torch.no_grad()
     def run(self, images: np.ndarray, keep_all: bool = False) -> dict[str, torch.Tensor]:
-        """Run uint8 images [N,C,H,W]; returns the output (and, with keep_all, every tensor) as float64."""
+        """Run uint8 images [N,C,H,W]; returns the output as float64 tensors of integers. With
+        keep_all, every tensor and every op's accumulator (key `<op>.acc`, before requantize)."""
         p = self.prog
         vals = {p.input: torch.from_numpy(np.ascontiguousarray(images)).to(torch.float64)}
         for i, op in enumerate(p.ops):
             if isinstance(op, Conv):
-                out = self._requant(op, self._conv(op, vals[op.input]))
+                acc = self._conv(op, vals[op.input])
             elif isinstance(op, Add):
                 acc = vals[op.a].to(torch.float64) * 2.0 ** op.align_a + vals[op.b] * 2.0 ** op.align_b
-                out = self._requant(op, acc)
             elif isinstance(op, AvgPool):
-                acc = vals[op.input].to(torch.float64).sum(dim=(2, 3)).mul_(op.mult)
-                out = self._requant(op, acc)
+                acc = vals[op.input].to(torch.float64).sum(dim=(2, 3))
             elif isinstance(op, Linear):
                 w, b, m = self.weights[op.name]
-                out = F.linear(vals[op.input].to(w.dtype), w, b).to(torch.float64)
-                if m is not None:
-                    out = out * m
+                acc = F.linear(vals[op.input].to(w.dtype), w, b).to(torch.float64)
             else:
                 raise TypeError(f"unknown op {op!r}")
+            if keep_all:
+                vals[f"{op.name}.acc"] = acc.clone()
+            if isinstance(op, Linear):
+                out = acc * m if m is not None else acc
+            else:
+                out = self._requant(op, acc.mul_(op.mult) if isinstance(op, AvgPool) else acc)
             vals[op.output] = out
             if not keep_all:
                 for t in p.op_inputs(op):
