@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -69,8 +70,9 @@ def load(name_or_path: str | None) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UserError(f"checkpoint {path} is corrupt or not a hashiflex checkpoint ({first}); "
+        # torch's own text talks about weights_only defaults; the cause that matters is the file
+        kind = "truncated" if "central directory" in str(e) or isinstance(e, EOFError) else "unreadable"
+        raise UserError(f"checkpoint {path} is corrupt or not a hashiflex checkpoint ({kind} torch file); "
                         f"re-create it with 'hashiflex train' or 'hashiflex quantize'") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise UserError(f"{path} is not a hashiflex checkpoint; re-create it with 'hashiflex train'")
@@ -86,6 +88,17 @@ def load(name_or_path: str | None) -> dict:
             raise UserError(f"checkpoint {path} has NaN/inf values in {k}; retrain or use another checkpoint")
     blob["path"] = str(path)
     return blob
+
+
+def state_dict_problem(e: BaseException) -> str:
+    """First concrete problem of a load_state_dict error (its first line is only a heading)."""
+    lines = [" ".join(ln.split()) for ln in str(e).splitlines()[1:] if ln.strip()]
+    if not lines:
+        return (" ".join(str(e).split())[:240] or type(e).__name__)
+    first = re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", lines[0]).rstrip(".")
+    first = first.replace("copying a param with shape ", "").replace("the shape in current model is", "model needs")
+    more = f", and {len(lines) - 1} more" if len(lines) > 1 else ""
+    return first[:200] + more
 
 
 def finite_or_error(x: float, what: str) -> float:

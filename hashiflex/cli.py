@@ -1,4 +1,4 @@
-"""The `hashiflex` command line: train, quantize, eval and sweep.
+"""The `hashiflex` command line: train, quantize, eval, sweep and compile.
 
 Heavy imports (torch, matplotlib) happen inside the subcommands, so `--help` and option errors
 answer at once. Every subcommand returns (result dict, human summary); `--json` prints the dict.
@@ -9,6 +9,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 
 from .errors import UserError
@@ -28,6 +29,7 @@ examples:
   hashiflex train --out fp32.pt --epochs 8
   hashiflex quantize --checkpoint fp32.pt --out po2.pt --exp-bits 3 --prune 0.5
   hashiflex sweep --out results/ --limit 10000 --test-limit 2000
+  hashiflex compile --out build                    # IR of default-po2 into build/
 
 Every subcommand takes --json (one JSON object on the last line of stdout) and --help."""
 
@@ -120,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="default-po2", metavar="PATH",
                    help="a checkpoint file, 'default-fp32' or 'default-po2' (default)")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N test images (default all 10000)")
-    p.add_argument("--engine", choices=["torch", "golden"], default="torch",
-                   help="torch (default) or the integer golden simulator")
+    p.add_argument("--engine", choices=["torch", "golden", "compare"], default="torch",
+                   help="torch (default), the integer golden simulator, or compare: both, with the number of "
+                        "images whose integer logits differ")
     _common(p)
     p.set_defaults(module="evaluate")
 
@@ -140,6 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
     _qat_options(p, 0.25)
     _common(p)
     p.set_defaults(module="sweep")
+
+    p = sub.add_parser(
+        "compile", formatter_class=FMT, help="lower a Po2 model to the integer shift-add IR",
+        description="Lower a po2 checkpoint to the integer shift-add IR (docs/ir.md) with exact interval "
+                    "bounds, and write BUILD/model.ir.json + BUILD/model.ir.npz. --arch builds a network of "
+                    "that shape with random Po2 weights instead, for hardware studies.",
+        epilog="example:\n  hashiflex compile --out build\n"
+               "  hashiflex compile --arch mobilenetv2-224 --prune 0.5 --out build224")
+    p.add_argument("--out", required=True, metavar="BUILD", help="build folder (created if missing)")
+    p.add_argument("--checkpoint", default="default-po2", metavar="PATH",
+                   help="a po2 checkpoint file or 'default-po2' (default)")
+    p.add_argument("--arch", metavar="NAME", help="random-weight network instead of a checkpoint: mobilenetv2-224")
+    p.add_argument("--prune", type=float, help="with --arch: fraction of pruned weights, [0, 1) (default 0)")
+    p.add_argument("--exp-bits", type=int, help="with --arch: Po2 exponent bits, 1..8 (default 3)")
+    p.add_argument("--seed", type=int, help="with --arch: random seed (default 0)")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as one JSON object on the last line of stdout")
+    p.set_defaults(module="compile")
     return ap
 
 
@@ -164,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help or an argparse error (already printed, code 2)
         return e.code if isinstance(e.code, int) else 2
+    # Before torch loads OpenMP: sleeping (not spinning) idle threads keeps a shared 2-core machine usable.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from .commands import common
         common.set_threads()

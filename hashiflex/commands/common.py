@@ -10,13 +10,19 @@ import numpy as np
 import torch
 
 from ..data import load_fashion_mnist
+from ..checkpoint import state_dict_problem
 from ..errors import UserError
 from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 
 
 def set_threads() -> None:
-    """At most 2 intra-op threads: more only contends on the small machines this targets."""
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    """At most 2 intra-op threads (more only contends on the small machines this targets), unless
+    OMP_NUM_THREADS says otherwise: on a busy machine 1 thread avoids OpenMP spin-wait stalls."""
+    n = min(2, os.cpu_count() or 1)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) >= 1:
+        n = int(env)
+    torch.set_num_threads(n)
 
 
 def check_count(value: int | None, opt: str) -> None:
@@ -71,7 +77,7 @@ def _first_line(e: BaseException) -> str:
 def model_config(blob: dict) -> MobileNetV2Config:
     """The checkpoint's declared architecture, checked to take 1-channel 10-class Fashion-MNIST."""
     try:
-        cfg = MobileNetV2Config.from_dict(blob["model_config"])
+        cfg = MobileNetV2Config.from_dict(blob.get("model_config"))
         cfg.validate()
     except (ValueError, TypeError, AttributeError) as e:
         raise UserError(f"checkpoint {blob['path']} has a bad model_config ({_first_line(e)})") from None
@@ -89,7 +95,7 @@ def fp32_model(blob: dict) -> MobileNetV2:
         model.load_state_dict(blob["state_dict"])
     except (RuntimeError, ValueError, TypeError) as e:
         raise UserError(f"checkpoint {blob['path']} does not match the MobileNetV2 architecture it declares "
-                        f"({_first_line(e)})") from None
+                        f"({state_dict_problem(e)})") from None
     return model
 
 

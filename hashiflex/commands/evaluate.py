@@ -19,18 +19,40 @@ def _golden(name: str, x, y) -> dict:
     return dict(evaluate_checkpoint(name, x, y))
 
 
+def _compare(name: str, x, y) -> dict:
+    """Golden simulator and quantized torch model on the same images: integer logits compared exactly."""
+    import numpy as np
+
+    from ..ir.build import program_from_qmodel
+    from ..quant.qat import load_qmodel
+    from ..sim.golden import GoldenSimulator
+
+    q, _ = load_qmodel(name)
+    prog = program_from_qmodel(q)
+    gold = GoldenSimulator(prog).logits(x)
+    scaled = predict(q, x, dtype=torch.float64) * 2.0 ** prog.tensors[prog.output].frac
+    if not torch.equal(scaled, torch.round(scaled)):
+        raise UserError("the quantized model produced non-integer logits: its float64 evaluation is not exact")
+    ours = scaled.to(torch.int64).numpy()
+    acc_g, acc_t = float((gold.argmax(1) == y).mean()), float((ours.argmax(1) == y).mean())
+    return {"accuracy": acc_g, "accuracy_golden": acc_g, "accuracy_torch": acc_t, "images": int(len(x)),
+            "mismatches": int((gold != ours).any(axis=1).sum()),
+            "prediction_mismatches": int((gold.argmax(1) != ours.argmax(1)).sum()),
+            "logits_identical": bool(np.array_equal(gold, ours))}
+
+
 def run(args):
     check_count(args.limit, "--limit")
     blob = checkpoint.load(args.checkpoint)
     kind = blob["kind"]
     model_config(blob)
-    if args.engine == "golden":
+    if args.engine in ("golden", "compare"):
         if kind != "po2":
             raise UserError(f"the golden engine runs quantized checkpoints and {blob['path']} is FP32: "
                             f"quantize it first ('hashiflex quantize') or use --engine torch")
         x, y = load_split("test", args.data, args.limit)
         t0 = time.time()
-        result = _golden(args.checkpoint, x, y)
+        result = _golden(args.checkpoint, x, y) if args.engine == "golden" else _compare(args.checkpoint, x, y)
     else:
         if kind == "fp32":
             model, dtype = fp32_model(blob), torch.float32
@@ -47,4 +69,7 @@ def run(args):
                   seconds=round(time.time() - t0, 2))
     summary = (f"{args.checkpoint} ({kind}, {args.engine} engine): test accuracy {result['accuracy']:.4f} "
                f"on {result['images']} images")
+    if args.engine == "compare":
+        summary += (f"; torch {result['accuracy_torch']:.4f}; images with differing integer logits: "
+                    f"{result['mismatches']}")
     return result, summary

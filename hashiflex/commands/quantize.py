@@ -6,16 +6,19 @@ from dataclasses import replace
 from .. import checkpoint
 from ..errors import UserError
 from ..quant.config import QuantConfig
-from ..quant.qat import QATSettings
-from .common import check_count, check_epochs, check_lr, fp32_model
+from ..quant.qat import QATSettings, quantize_from_fp32
+from .common import check_count, check_epochs, check_finite, check_lr, fp32_model, load_split, output_file
 
 
-def qat_settings(args, exp_bits: int, prune: float) -> QATSettings:
-    """QATSettings from the options; an option left out keeps the QATSettings default."""
+def check_training_options(args) -> None:
     check_epochs(args.epochs)
     check_lr(args.lr)
     for opt, v in (("--batch-size", args.batch_size), ("--limit", args.limit), ("--test-limit", args.test_limit)):
         check_count(v, opt)
+
+
+def qat_settings(args, exp_bits: int, prune: float) -> QATSettings:
+    """QATSettings from the options; an option left out keeps the QATSettings default."""
     qc = QuantConfig(exp_bits=exp_bits, act_bits=args.act_bits, prune=prune, prune_scope=args.prune_scope,
                      classifier=args.classifier).validate()
     base = QATSettings()
@@ -34,9 +37,7 @@ def load_fp32_source(name: str) -> dict:
 
 
 def run(args):
-    from ..quant.qat import quantize_from_fp32
-    from .common import check_finite, load_split, output_file
-
+    check_training_options(args)
     s = qat_settings(args, args.exp_bits, args.prune)
     out = output_file(args.out)
     load_fp32_source(args.checkpoint)

@@ -9,8 +9,9 @@ from pathlib import Path
 from .. import checkpoint
 from ..errors import UserError
 from ..progress import bar
+from ..quant.qat import quantize_from_fp32
 from .common import check_finite, load_split, writable_dir
-from .quantize import load_fp32_source, qat_settings
+from .quantize import check_training_options, load_fp32_source, qat_settings
 
 FIELDS = ("exp_bits", "prune", "accuracy", "sparsity", "seconds")
 
@@ -43,12 +44,14 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def run(args):
-    from ..quant.qat import quantize_from_fp32
-
     if not args.exp_bits_list or not args.prune_list:
         raise UserError("--exp-bits-list and --prune-list need at least one value each")
     grid = [(e, p) for e in args.exp_bits_list for p in args.prune_list]
-    settings = [qat_settings(args, e, p) for e, p in grid]  # validates every point before any work
+    check_training_options(args)
+    try:  # validate every point before any work
+        settings = [qat_settings(args, e, p) for e, p in grid]
+    except UserError as err:
+        raise UserError(f"{err} (in --exp-bits-list/--prune-list)") from None
     out = writable_dir(args.out)
     load_fp32_source(args.checkpoint)
     xtr, ytr = load_split("train", args.data, args.limit)

@@ -10,6 +10,7 @@ import copy
 import torch
 from torch import nn
 
+from ..checkpoint import state_dict_problem
 from ..errors import UserError
 from ..models.mobilenetv2 import ConvBNAct, InvertedResidual, MobileNetV2, MobileNetV2Config
 from .config import QuantConfig
@@ -87,8 +88,8 @@ def build_qmodel(model_config: dict, qc: QuantConfig, fp32_state: dict | None = 
         if q_state is not None:
             q.load_state_dict(q_state)
     except (RuntimeError, ValueError, TypeError) as e:
-        first = str(e).strip().splitlines()[0][:200]
-        raise UserError(f"checkpoint does not match the MobileNetV2 architecture it declares ({first})") from None
+        raise UserError(f"checkpoint does not match the MobileNetV2 architecture it declares "
+                        f"({state_dict_problem(e)})") from None
     return q
 
 

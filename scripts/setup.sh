@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what hashiflex and its tests need: Debian's verilator and Fashion-MNIST, then the package itself.
+# Safe to re-run: apt is skipped when both are already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FMNIST_DIR=/usr/share/datasets/fashion-mnist
+FMNIST_FILES=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
+
+missing=()
+command -v verilator >/dev/null 2>&1 || missing+=(verilator)
+for f in "${FMNIST_FILES[@]}"; do
+    if [ ! -f "$FMNIST_DIR/$f" ]; then
+        missing+=(dataset-fashion-mnist)
+        break
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y --no-install-recommends "${missing[@]}"
+    else
+        echo "setup: not root, so not installing ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
+    fi
+fi
+
+# constraints.txt pins torch to the CPU build; without it pip may pull a multi-GB CUDA wheel.
+python -m pip install -c constraints.txt -e '.[test]'
