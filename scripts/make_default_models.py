@@ -40,8 +40,9 @@ def main() -> int:
         print(f"default-fp32: test accuracy {acc:.4f}")
     else:
         from hashiflex.quant.qat import QATSettings, quantize_from_fp32
+        from hashiflex.sim.golden import golden_accuracy
         s = QATSettings()
-        result = quantize_from_fp32("default-fp32", xtr, ytr, xte, yte, s)
+        result = quantize_from_fp32("default-fp32", xtr, ytr, xte, yte, s, evaluate=golden_accuracy)
         result.save(checkpoint.BUILTIN_DIR / "default-po2.pt",
                     extra_meta={"script": "scripts/make_default_models.py po2"})
         print(f"default-po2: test accuracy {result.accuracy:.4f}")

@@ -6,6 +6,7 @@ from dataclasses import replace
 from .. import checkpoint
 from ..errors import UserError
 from ..quant.config import QuantConfig
+from ..sim.golden import golden_accuracy
 from ..quant.qat import QATSettings, quantize_from_fp32
 from .common import check_count, check_epochs, check_finite, check_lr, fp32_model, load_split, output_file
 
@@ -43,7 +44,7 @@ def run(args):
     load_fp32_source(args.checkpoint)
     xtr, ytr = load_split("train", args.data, args.limit)
     xte, yte = load_split("test", args.data, args.test_limit)
-    r = quantize_from_fp32(args.checkpoint, xtr, ytr, xte, yte, s)
+    r = quantize_from_fp32(args.checkpoint, xtr, ytr, xte, yte, s, evaluate=golden_accuracy)
     check_finite(r.model.state_dict(), "QAT")
     r.save(out, extra_meta={"command": "hashiflex quantize", "train_images": len(xtr), "test_images": len(xte)})
     q = s.quant

@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import checkpoint
 from ..errors import UserError
 from ..progress import bar
+from ..sim.golden import golden_accuracy
 from ..quant.qat import quantize_from_fp32
 from .common import check_finite, load_split, writable_dir
 from .quantize import check_training_options, load_fp32_source, qat_settings
@@ -61,7 +62,7 @@ def run(args):
     rows = []
     with bar(total=len(grid), desc="sweep", unit="run") as pb:
         for (e, p), s in zip(grid, settings):
-            r = quantize_from_fp32(args.checkpoint, xtr, ytr, xte, yte, s)
+            r = quantize_from_fp32(args.checkpoint, xtr, ytr, xte, yte, s, evaluate=golden_accuracy)
             check_finite(r.model.state_dict(), f"QAT with --exp-bits {e} --prune {p}")
             rows.append({"exp_bits": e, "prune": p, "accuracy": r.accuracy, "sparsity": r.sparsity,
                          "seconds": round(r.seconds, 1)})

@@ -159,3 +159,11 @@ def evaluate_checkpoint(ckpt: str | None, images: np.ndarray, labels: np.ndarray
     logits = GoldenSimulator(prog).logits(images)
     acc = float((logits.argmax(1) == labels).mean())
     return {"accuracy": acc, "images": int(len(images)), "correct": int((logits.argmax(1) == labels).sum())}
+
+
+def golden_accuracy(q, images: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of a quantized model computed by lowering it and running the golden simulator."""
+    from ..ir.build import program_from_qmodel
+
+    logits = GoldenSimulator(program_from_qmodel(q)).logits(images)
+    return float((logits.argmax(1) == labels).mean())

@@ -1,0 +1,149 @@
+"""Netlist emission: one Verilog line per operation, every width from interval arithmetic.
+
+A `Sig` is a wire with the exact interval of the values it can carry (its width and signedness
+follow from it with `bits_for`). A `Term` is a signal's contribution to a sum: +-(sig << shift).
+Constant shifts and negations are wiring; only `hf_add` instances are adders. Adder trees are
+balanced (depth ceil(log2 n)); combining two terms factors out their common shift, so low-order
+zero bits never enter an adder, and two negated terms are added and stay negated, so a negation
+costs nothing until the root (where `hf_requant` absorbs it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir.intervals import bits_for
+
+
+def sbits(lo: int, hi: int) -> int:
+    """Two's-complement width holding [lo, hi] (always signed)."""
+    return max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length() if hi >= 0 else 0) + 1
+
+
+def lit(value: int, width: int) -> str:
+    """A sized Verilog literal of `width` bits (unsigned two's-complement pattern)."""
+    return f"{width}'d{value % (1 << width)}"
+
+
+@dataclass(frozen=True)
+class Sig:
+    name: str
+    lo: int
+    hi: int
+
+    @property
+    def width(self) -> int:
+        return bits_for(self.lo, self.hi)
+
+    @property
+    def signed(self) -> int:
+        return int(self.lo < 0)
+
+
+@dataclass(frozen=True)
+class Term:
+    sig: Sig
+    shift: int = 0
+    neg: bool = False
+
+
+class Net:
+    """Body lines of one module plus its adder and register statistics."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.n = 0
+        self.adders = 0
+        self.adder_bits = 0
+        self.reg_bits = 0
+        self.consts: dict[tuple[int, int], Sig] = {}
+
+    def fresh(self, prefix: str = "n") -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def wire(self, name: str, width: int, expr: str | None = None) -> None:
+        rng = f"[{width - 1}:0] " if width > 1 else ""
+        self.lines.append(f"wire {rng}{name}" + (f" = {expr};" if expr is not None else ";"))
+
+    def const(self, value: int) -> Sig:
+        """A constant (non-negative) wire, shared within the module."""
+        w = bits_for(value, value)
+        key = (value, w)
+        if key not in self.consts:
+            s = Sig(self.fresh("k"), value, value)
+            self.wire(s.name, w, lit(value, w))
+            self.consts[key] = s
+        return self.consts[key]
+
+    def const_term(self, value: int) -> Term | None:
+        if value == 0:
+            return None
+        mag = abs(value)
+        tz = (mag & -mag).bit_length() - 1
+        return Term(self.const(mag >> tz), tz, value < 0)
+
+    def add(self, a: Term, b: Term) -> Term:
+        m = min(a.shift, b.shift)
+        if a.neg and not b.neg:
+            a, b = b, a
+        la, lb = a.shift - m, b.shift - m
+        sub = a.neg != b.neg
+        if sub:
+            lo, hi = (a.sig.lo << la) - (b.sig.hi << lb), (a.sig.hi << la) - (b.sig.lo << lb)
+        else:
+            lo, hi = (a.sig.lo << la) + (b.sig.lo << lb), (a.sig.hi << la) + (b.sig.hi << lb)
+        y = Sig(self.fresh(), lo, hi)
+        w = y.width
+        self.wire(y.name, w)
+        self.lines.append(
+            f"hf_add #(.WA({a.sig.width}),.SA({a.sig.signed}),.LA({la}),.WB({b.sig.width}),.SB({b.sig.signed}),"
+            f".LB({lb}),.NA(0),.SUB({int(sub)}),.WO({w})) u_{y.name} (.a({a.sig.name}),.b({b.sig.name}),.y({y.name}));")
+        self.adders += 1
+        self.adder_bits += w
+        return Term(y, m, a.neg and b.neg)
+
+    def tree(self, terms: list[Term]) -> Term | None:
+        """Balanced adder tree over terms (ordered positive first, then by shift, for sharing)."""
+        level = sorted(terms, key=lambda t: (t.neg, t.shift))
+        if not level:
+            return None
+        while len(level) > 1:
+            nxt = [self.add(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        return level[0]
+
+    def requant(self, root: Term | None, shift: int, clamp_lo: int | None, clamp_hi: int | None,
+                out_w: int) -> tuple[str, int, int]:
+        """clamp(floor(root / 2^shift)) as `out_w` bits; returns (expression, lo, hi).
+
+        The caller has already added the rounding constant 2^(shift-1) into the sum."""
+        if root is None:
+            v = min(max(0, clamp_lo if clamp_lo is not None else 0), clamp_hi if clamp_hi is not None else 0)
+            return lit(v, out_w), v, v
+        s = root.sig
+        lo, hi = (-s.hi, -s.lo) if root.neg else (s.lo, s.hi)
+        r = shift - root.shift
+        tlo, thi = (lo >> r, hi >> r) if r >= 0 else (lo << -r, hi << -r)
+        clo = clamp_lo is not None and tlo < clamp_lo
+        chi = clamp_hi is not None and thi > clamp_hi
+        olo, ohi = max(tlo, clamp_lo) if clo else tlo, min(thi, clamp_hi) if chi else thi
+        if olo > ohi:  # the clamp range lies entirely outside the value range: a constant
+            v = clamp_lo if clo and thi < clamp_lo else clamp_hi
+            return lit(v, out_w), v, v
+        wt = max(sbits(tlo, thi), sbits(clamp_lo, clamp_lo) if clo else 1, sbits(clamp_hi, clamp_hi) if chi else 1,
+                 s.width + 1 - max(r, 0), out_w)
+        name = self.fresh("q")
+        self.wire(name, out_w)
+        lo_p, hi_p = (clamp_lo if clo else 0), (clamp_hi if chi else 0)
+        self.lines.append(
+            f"hf_requant #(.WI({s.width}),.SI({s.signed}),.NEG({int(root.neg)}),.SHR({r}),.WT({wt}),"
+            f".CLO({int(clo)}),.CHI({int(chi)}),.LO({slit(lo_p, wt)}),.HI({slit(hi_p, wt)}),.WO({out_w})) "
+            f"u_{name} (.x({s.name}),.y({name}));")
+        return name, olo, ohi
+
+
+def slit(value: int, width: int) -> str:
+    """A signed sized literal."""
+    return f"$signed({lit(value, width)})" if value < 0 else f"{width}'sd{value}"

@@ -1,0 +1,118 @@
+"""The pipeline schedule: which tensors stream where, how deep each skip FIFO must be, and how
+many cycles per image the pipeline needs.
+
+Items are pixels (all channels of one pixel per beat) in raster order, or whole vectors.
+`need(t)[i]` is, for item i of tensor t, the index of the last item of a source tensor s that
+the pipeline must have consumed before item i of t can be produced (-1: none). A conv emits
+output (oy, ox) at traversal position (oy*sh + kh - 1, ox*sw + kw - 1) of its padded grid, so it
+needs every input pixel whose padded position comes before that one in raster order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UserError
+from ..ir.spec import Add, AvgPool, Conv, Linear, Program
+
+SKIP_SLACK = 3
+STAGE_LATENCY = 2   # cycles from a module accepting an item to its output FIFO offering one
+
+
+def hw_ops(prog: Program) -> list:
+    """Ops that become hardware: everything but the programmable (int8) classifier."""
+    return [op for op in prog.ops if not (isinstance(op, Linear) and op.mode == "int8")]
+
+
+def hw_outputs(prog: Program) -> list[tuple[str, str]]:
+    """(port, tensor) pairs the top level exposes: the feature vector, and the logits when the
+    classifier is hardened (Po2)."""
+    ops = {op.output: op for op in prog.ops}
+    out = ops.get(prog.output)
+    if isinstance(out, Linear):
+        if out.mode == "int8":
+            return [("feat", out.input)]
+        return [("feat", out.input), ("logits", out.output)]
+    return [("feat", prog.output)]
+
+
+def conv_need_index(op: Conv, in_shape, out_shape, kernel) -> np.ndarray:
+    """For each output pixel (raster order), the last input pixel index it needs (-1: none)."""
+    _, h, w = in_shape
+    _, oh, ow = out_shape
+    kh, kw = kernel
+    (sh, sw), (ph, pw) = op.stride, op.padding
+    r = np.arange(oh)[:, None] * sh + kh - 1 - ph
+    c = np.arange(ow)[None, :] * sw + kw - 1 - pw
+    r, c = np.broadcast_arrays(r, c)
+    need = np.where(r >= h, h * w - 1,
+                    np.where(r < 0, -1, r * w + np.clip(c, -1, w - 1)))
+    return need.reshape(-1).astype(np.int64)
+
+
+def items(shape) -> int:
+    return int(shape[1] * shape[2]) if len(shape) == 3 else 1
+
+
+def need_from(prog: Program, src: str, target: str) -> tuple[np.ndarray, int] | None:
+    """(need(target) in items of src, modules on the longest path from src to target), or None
+    when target does not depend on src."""
+    producer = {op.output: op for op in prog.ops}
+    memo: dict[str, np.ndarray | None] = {src: np.arange(items(prog.tensors[src].shape), dtype=np.int64)}
+
+    def stages(t: str) -> int:
+        op = producer.get(t)
+        if t == src or op is None:
+            return 0
+        return 1 + max(stages(i) for i in prog.op_inputs(op))
+
+    memo_stages = stages
+
+    def need(t: str):
+        if t in memo:
+            return memo[t]
+        op = producer.get(t)
+        res = None
+        if isinstance(op, Conv):
+            inner = need(op.input)
+            if inner is not None:
+                idx = conv_need_index(op, prog.tensors[op.input].shape, prog.tensors[t].shape,
+                                      prog.arrays[op.weight].shape[2:])
+                res = np.where(idx < 0, -1, inner[np.maximum(idx, 0)])
+        elif isinstance(op, Add):
+            na, nb = need(op.a), need(op.b)
+            res = na if nb is None else nb if na is None else np.maximum(na, nb)
+        elif isinstance(op, (AvgPool, Linear)):
+            inner = need(op.input)
+            if inner is not None:
+                res = np.array([inner.max(initial=-1)], dtype=np.int64)
+        memo[t] = res
+        return res
+
+    res = need(target)
+    return None if res is None else (res, memo_stages(target))
+
+
+def skip_fifos(prog: Program) -> dict[tuple[str, str], int]:
+    """{(add op name, operand port 'a'|'b'): FIFO depth} for every residual add.
+
+    The operand that is an ancestor of the other (the skip branch) is delayed in a FIFO deep
+    enough to hold everything the other branch consumes before producing a matching item:
+    depth >= max_i(need_other(i) - i) + 1 keeps the fork before the branches from blocking while
+    the conv branch still needs input, so the pipeline cannot deadlock; STAGE_LATENCY more per
+    module on the branch (items the fork pushes while results ripple through it) plus a small
+    slack keep the fork from stalling in steady state, so the add costs no throughput."""
+    depths = {}
+    for op in hw_ops(prog):
+        if not isinstance(op, Add):
+            continue
+        for port, skip, other in (("a", op.a, op.b), ("b", op.b, op.a)):
+            found = need_from(prog, skip, other)
+            if found is not None:
+                n, stages = found
+                lead = int((n - np.arange(len(n))).max(initial=0))
+                depths[(op.name, port)] = lead + 1 + STAGE_LATENCY * (stages + 1) + SKIP_SLACK
+                break
+        else:
+            raise UserError(f"residual add {op.name}: neither operand feeds the other; only skip connections "
+                            f"(one operand an ancestor of the other) are supported in RTL")
+    return depths
