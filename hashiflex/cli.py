@@ -1,4 +1,4 @@
-"""The `hashiflex` command line: train, quantize, eval, sweep and compile.
+"""The `hashiflex` command line: train, quantize, eval, sweep, compile and verify.
 
 Heavy imports (torch, matplotlib) happen inside the subcommands, so `--help` and option errors
 answer at once. Every subcommand returns (result dict, human summary); `--json` prints the dict.
@@ -29,7 +29,8 @@ examples:
   hashiflex train --out fp32.pt --epochs 8
   hashiflex quantize --checkpoint fp32.pt --out po2.pt --exp-bits 3 --prune 0.5
   hashiflex sweep --out results/ --limit 10000 --test-limit 2000
-  hashiflex compile --out build                    # IR of default-po2 into build/
+  hashiflex compile --out build                    # IR + Verilog of default-po2 into build/
+  hashiflex verify build --images 100              # RTL in Verilator == golden simulator?
 
 Every subcommand takes --json (one JSON object on the last line of stdout) and --help."""
 
@@ -158,9 +159,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", type=float, help="with --arch: fraction of pruned weights, [0, 1) (default 0)")
     p.add_argument("--exp-bits", type=int, help="with --arch: Po2 exponent bits, 1..8 (default 3)")
     p.add_argument("--seed", type=int, help="with --arch: random seed (default 0)")
+    p.add_argument("--parallelism", type=int, default=1, metavar="P",
+                   help="output pixels per cycle of the first layer; later layers follow from the strides (default 1)")
+    p.add_argument("--no-rtl", action="store_true", help="write only the IR, not the Verilog")
     p.add_argument("--json", action="store_true",
                    help="print the results as one JSON object on the last line of stdout")
     p.set_defaults(module="compile")
+
+    p = sub.add_parser(
+        "verify", formatter_class=FMT, help="co-simulate the RTL in Verilator against the golden simulator",
+        description="Build BUILD/rtl with Verilator, stream images through it (Fashion-MNIST test images for "
+                    "28x28 builds, random images otherwise) and compare every output with the golden "
+                    "simulator by exact integer equality. Reports mismatches, cycles per image and latency.",
+        epilog="example:\n  hashiflex compile --out build && hashiflex verify build --images 100")
+    p.add_argument("build", metavar="BUILD", help="folder written by 'hashiflex compile'")
+    p.add_argument("--images", type=int, default=100, metavar="N", help="images to stream (default 100)")
+    p.add_argument("--stall-in", type=int, default=0, metavar="PCT", help="random input bubbles, percent (default 0)")
+    p.add_argument("--stall-out", type=int, default=0, metavar="PCT",
+                   help="random output back-pressure, percent (default 0)")
+    p.add_argument("--seed", type=int, default=1, help="seed of stalls and random images (default 1)")
+    _common(p)
+    p.set_defaults(module="verify")
     return ap
 
 

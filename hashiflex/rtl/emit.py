@@ -144,6 +144,23 @@ class Net:
         return name, olo, ohi
 
 
+def constant_result(leaves: list[tuple[int, int, int, bool]], const: int, shift: int, clamp_lo: int | None,
+                    clamp_hi: int | None) -> int | None:
+    """The value of clamp(floor((sum of leaves + const) / 2^shift)) when it is the same for every
+    input (the clamp range lies outside the sum's interval, or nothing varies), else None.
+    A leaf is (lo, hi, shift, negated): the same interval arithmetic as the adder tree."""
+    lo = hi = const
+    for llo, lhi, sh, neg in leaves:
+        a, b = (-(lhi << sh), -(llo << sh)) if neg else (llo << sh, lhi << sh)
+        lo, hi = lo + a, hi + b
+    tlo, thi = (lo >> shift, hi >> shift) if shift >= 0 else (lo << -shift, hi << -shift)
+    if clamp_lo is not None:
+        tlo, thi = max(tlo, clamp_lo), max(thi, clamp_lo)
+    if clamp_hi is not None:
+        tlo, thi = min(tlo, clamp_hi), min(thi, clamp_hi)
+    return tlo if tlo == thi else None
+
+
 def slit(value: int, width: int) -> str:
     """A signed sized literal."""
     return f"$signed({lit(value, width)})" if value < 0 else f"{width}'sd{value}"

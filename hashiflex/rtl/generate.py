@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from ..ir.spec import Add, Program
+from ..ir.spec import Add, AvgPool, Conv, Program
+from .conv import columns
 from .layers import OUT_FIFO_DEPTH, layer_module, stream_bits
 from .prims import PRIMS_V
 from .schedule import hw_ops, hw_outputs, items, skip_fifos
@@ -30,41 +31,82 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _parallelism(prog: Program, parallelism) -> dict[str, int]:
-    names = [op.name for op in hw_ops(prog)]
-    if isinstance(parallelism, int):
-        par = {n: parallelism for n in names}
-    else:
-        unknown = sorted(set(parallelism) - set(names))
-        if unknown:
-            raise UserError(f"parallelism names unknown layers: {', '.join(unknown)}")
-        par = {n: int(parallelism.get(n, 1)) for n in names}
-    bad = {n: p for n, p in par.items() if p != 1}
+def plan_lanes(prog: Program, parallelism) -> tuple[dict[str, int], dict[str, int]]:
+    """Pixels per beat of every tensor and P (output pixels per cycle) of every layer.
+
+    A stream with G lanes carries G pixels of a row per beat. A conv fed G > 1 lanes with column
+    stride s computes P = G / s outputs per cycle, so P follows from the input lanes and the
+    strides: the first layer's P (an int `parallelism`, or its entry in the dict) sets the input
+    lanes (P * stride), and every later layer's P is derived; a dict entry that disagrees is an
+    error naming the derived value."""
+    ops = hw_ops(prog)
+    names = [op.name for op in ops]
+    asked = {names[0]: int(parallelism)} if isinstance(parallelism, int) else {k: int(v) for k, v in parallelism.items()}
+    unknown = sorted(set(asked) - set(names))
+    if unknown:
+        raise UserError(f"parallelism names unknown layers: {', '.join(unknown)}")
+    if any(p < 1 for p in asked.values()):
+        raise UserError("parallelism P must be >= 1")
+    first = ops[0]
+    p0 = asked.get(first.name, 1)
+    lanes = {prog.input: (p0 * first.stride[1] if p0 > 1 else 1) if isinstance(first, Conv) else 1}
+    par = {}
+    for op in ops:
+        if isinstance(op, Conv):
+            g = lanes[op.input]
+            _, _, w = prog.tensors[op.input].shape
+            col = columns(op, w, prog.tensors[op.output].shape[2], prog.arrays[op.weight].shape[3], g)
+            lanes[op.output] = par[op.name] = col.out_lanes
+        elif isinstance(op, Add):
+            if lanes[op.a] != lanes[op.b]:
+                raise UserError(f"residual add {op.name}: operands arrive with {lanes[op.a]} and {lanes[op.b]} "
+                                f"pixels per beat")
+            lanes[op.output] = par[op.name] = lanes[op.a]
+        else:
+            lanes[op.output] = 1
+            par[op.name] = lanes[op.input] if isinstance(op, AvgPool) else 1
+    bad = {n: (p, par[n]) for n, p in asked.items() if p != par[n]}
     if bad:
-        raise UserError(f"per-layer parallelism P > 1 is not implemented yet (asked for {bad}); use P = 1")
-    return par
+        raise UserError("P follows from the first layer's P and the strides; asked (asked, derived): " +
+                        ", ".join(f"{n} {a}->{d}" for n, (a, d) in sorted(bad.items())))
+    return lanes, par
 
 
 def _rng(w: int) -> str:
     return f"[{w - 1}:0] " if w > 1 else ""
 
 
-def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1) -> dict:
-    """Write the streaming RTL of `prog` (interval analysis must have run) into out_dir.
+def _ports(in_w: int, outs: list[dict]) -> list[dict]:
+    """Every port of the top level: name, direction, width."""
+    ps = [("clk", "input", 1), ("rst", "input", 1), ("in_valid", "input", 1), ("in_ready", "output", 1),
+          ("in_data", "input", in_w)]
+    for o in outs:
+        ps += [(f"{o['port']}_valid", "output", 1), (f"{o['port']}_ready", "input", 1),
+               (f"{o['port']}_data", "output", o["width"])]
+    return [{"name": n, "direction": d, "width": w} for n, d, w in ps]
 
-    Returns the manifest (also written to out_dir/manifest.json)."""
+
+def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1) -> dict:
+    """Write the streaming RTL of `prog` (interval analysis must have run) into out_dir: one .v
+    per layer module, hf_prims.v, hf_top.v and manifest.json (each written to a temporary name,
+    then renamed). `parallelism` is the first layer's P (output pixels per cycle) as an int, or
+    {layer name: P}; later layers' P follow from the strides (see plan_lanes). Returns the
+    manifest."""
     if any(op.acc_lo is None for op in prog.ops):
         raise UserError("the program has no interval analysis: run hashiflex.ir.intervals.analyze first")
-    par = _parallelism(prog, parallelism)
+    empty = [t.name for t in prog.tensors.values() if 0 in t.shape]
+    if empty:
+        raise UserError(f"tensors with an empty dimension cannot stream: {', '.join(empty)}")
+    lanes, par = plan_lanes(prog, parallelism)
     ops = hw_ops(prog)
     outputs = hw_outputs(prog)
-    fifo_depths = skip_fifos(prog)
+    fifo_depths = skip_fifos(prog, lanes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     modules = []
     for i, op in enumerate(ops):
-        m = layer_module(f"hf_l{i:02d}_{_sanitize(op.name)}", op, prog)
+        m = layer_module(f"hf_l{i:02d}_{_sanitize(op.name)}", op, prog, lanes[prog.op_inputs(op)[0]])
         _write(out / f"{m.name}.v", m.text)
         modules.append(m)
     _write(out / PRIMS_FILE, PRIMS_V)
@@ -82,21 +124,21 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1) 
         consumers[t].append(("top", port))
 
     x = prog.tensors[prog.input]
-    in_w = x.shape[0] * 8
+    in_w = lanes[prog.input] * x.shape[0] * 8
     lines, reg_bits_extra, fifos = [], 0, []
     ports = ["    input wire clk", "    input wire rst", "    input wire in_valid", "    output wire in_ready",
              f"    input wire {_rng(in_w)}in_data"]
     out_ports = []
     for port, t in outputs:
-        w = prog.tensors[t].shape[0] * stream_bits(prog.tensors[t])
+        w = lanes[t] * prog.tensors[t].shape[0] * stream_bits(prog.tensors[t])
         ports += [f"    output wire {port}_valid", f"    input wire {port}_ready", f"    output wire {_rng(w)}{port}_data"]
         tt = prog.tensors[t]
         out_ports.append({"port": port, "tensor": t, "channels": int(tt.shape[0]), "bits": stream_bits(tt),
                           "signed": bool(tt.lo < 0), "width": w, "shape": list(tt.shape),
-                          "beats": items(tt.shape)})
+                          "beats": items(tt.shape, lanes[t]), "lanes": lanes[t]})
     edge: dict[tuple[str, str], tuple[str, str, str]] = {}
     for t, s in sid.items():
-        w = prog.tensors[t].shape[0] * stream_bits(prog.tensors[t]) if t != prog.input else in_w
+        w = lanes[t] * prog.tensors[t].shape[0] * stream_bits(prog.tensors[t]) if t != prog.input else in_w
         cons = consumers[t]
         if t == prog.input:
             src = ("in_valid", "in_ready", "in_data")
@@ -148,15 +190,17 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1) 
            "\n".join(lines) + "\nendmodule\n")
     _write(out / f"{TOP}.v", top)
 
-    cycles = {"input": items(x.shape)}
+    cycles = {"input": items(x.shape, lanes[prog.input])}
     cycles.update({m.op: m.cycles_per_image for m in modules})
     bottleneck = max(cycles, key=lambda k: cycles[k])
     files = [PRIMS_FILE] + [f"{m.name}.v" for m in modules] + [f"{TOP}.v"]
     manifest = {
         "format": FORMAT, "version": VERSION, "top": TOP, "files": files,
         "input": {"port": "in", "tensor": prog.input, "shape": list(x.shape), "channels": int(x.shape[0]),
-                  "bits": 8, "signed": False, "width": in_w},
+                  "bits": 8, "signed": False, "width": in_w, "lanes": lanes[prog.input],
+                  "beats": items(x.shape, lanes[prog.input])},
         "outputs": out_ports,
+        "ports": _ports(in_w, out_ports),
         "handshake": "valid/ready, one beat per pixel (all channels), raster order; synchronous active-high rst",
         "modules": [{"name": m.name, "op": m.op, "kind": m.kind, "file": f"{m.name}.v", "P": par[m.op],
                      "in_width": m.in_bits, "out_width": m.out_bits, "adders": m.adders, "adder_bits": m.adder_bits,

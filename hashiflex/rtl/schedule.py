@@ -1,7 +1,8 @@
 """The pipeline schedule: which tensors stream where, how deep each skip FIFO must be, and how
 many cycles per image the pipeline needs.
 
-Items are pixels (all channels of one pixel per beat) in raster order, or whole vectors.
+Items are beats: pixels (all channels; P pixels of a row per beat when a stream has P lanes)
+in raster order, or whole vectors.
 `need(t)[i]` is, for item i of tensor t, the index of the last item of a source tensor s that
 the pipeline must have consumed before item i of t can be produced (-1: none). A conv emits
 output (oy, ox) at traversal position (oy*sh + kh - 1, ox*sw + kw - 1) of its padded grid, so it
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program
+from .conv import columns
 
 SKIP_SLACK = 3
 STAGE_LATENCY = 2   # cycles from a module accepting an item to its output FIFO offering one
@@ -35,29 +37,38 @@ def hw_outputs(prog: Program) -> list[tuple[str, str]]:
     return [("feat", prog.output)]
 
 
-def conv_need_index(op: Conv, in_shape, out_shape, kernel) -> np.ndarray:
-    """For each output pixel (raster order), the last input pixel index it needs (-1: none)."""
+def conv_need_index(op: Conv, in_shape, out_shape, kernel, lanes: int = 1) -> np.ndarray:
+    """For each output beat (raster order), the last input beat index it needs (-1: none)."""
     _, h, w = in_shape
     _, oh, ow = out_shape
     kh, kw = kernel
     (sh, sw), (ph, pw) = op.stride, op.padding
+    col = columns(op, w, ow, kw, lanes)
     r = np.arange(oh)[:, None] * sh + kh - 1 - ph
-    c = np.arange(ow)[None, :] * sw + kw - 1 - pw
+    if lanes == 1:
+        c = np.arange(ow)[None, :] * sw + kw - 1 - pw
+    else:  # output beat b is computed at chunk b, which has consumed input beat b + (a > 0)
+        c = np.arange(col.nob)[None, :] + (col.a > 0)
     r, c = np.broadcast_arrays(r, c)
-    need = np.where(r >= h, h * w - 1,
-                    np.where(r < 0, -1, r * w + np.clip(c, -1, w - 1)))
+    nb = col.nb
+    need = np.where(r >= h, h * nb - 1,
+                    np.where(r < 0, -1, r * nb + np.clip(c, -1, nb - 1)))
     return need.reshape(-1).astype(np.int64)
 
 
-def items(shape) -> int:
-    return int(shape[1] * shape[2]) if len(shape) == 3 else 1
+def items(shape, lanes: int = 1) -> int:
+    """Beats per image of a tensor streamed with `lanes` pixels per beat (1 for a vector)."""
+    return int(shape[1] * -(-shape[2] // lanes)) if len(shape) == 3 else 1
 
 
-def need_from(prog: Program, src: str, target: str) -> tuple[np.ndarray, int] | None:
+def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None = None
+              ) -> tuple[np.ndarray, int] | None:
     """(need(target) in items of src, modules on the longest path from src to target), or None
     when target does not depend on src."""
     producer = {op.output: op for op in prog.ops}
-    memo: dict[str, np.ndarray | None] = {src: np.arange(items(prog.tensors[src].shape), dtype=np.int64)}
+    lanes = lanes or {}
+    memo: dict[str, np.ndarray | None] = {
+        src: np.arange(items(prog.tensors[src].shape, lanes.get(src, 1)), dtype=np.int64)}
 
     def stages(t: str) -> int:
         op = producer.get(t)
@@ -76,7 +87,7 @@ def need_from(prog: Program, src: str, target: str) -> tuple[np.ndarray, int] | 
             inner = need(op.input)
             if inner is not None:
                 idx = conv_need_index(op, prog.tensors[op.input].shape, prog.tensors[t].shape,
-                                      prog.arrays[op.weight].shape[2:])
+                                      prog.arrays[op.weight].shape[2:], lanes.get(op.input, 1))
                 res = np.where(idx < 0, -1, inner[np.maximum(idx, 0)])
         elif isinstance(op, Add):
             na, nb = need(op.a), need(op.b)
@@ -92,7 +103,7 @@ def need_from(prog: Program, src: str, target: str) -> tuple[np.ndarray, int] | 
     return None if res is None else (res, memo_stages(target))
 
 
-def skip_fifos(prog: Program) -> dict[tuple[str, str], int]:
+def skip_fifos(prog: Program, lanes: dict[str, int] | None = None) -> dict[tuple[str, str], int]:
     """{(add op name, operand port 'a'|'b'): FIFO depth} for every residual add.
 
     The operand that is an ancestor of the other (the skip branch) is delayed in a FIFO deep
@@ -106,7 +117,7 @@ def skip_fifos(prog: Program) -> dict[tuple[str, str], int]:
         if not isinstance(op, Add):
             continue
         for port, skip, other in (("a", op.a, op.b), ("b", op.b, op.a)):
-            found = need_from(prog, skip, other)
+            found = need_from(prog, skip, other, lanes)
             if found is not None:
                 n, stages = found
                 lead = int((n - np.arange(len(n))).max(initial=0))

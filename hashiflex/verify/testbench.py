@@ -1,6 +1,7 @@
 """The C++ testbench Verilator compiles with a generated design (written from its manifest).
 
-It streams uint8 images (one pixel, all channels, per beat, raster order, images back to back)
+It streams uint8 images (G pixels of a row, all channels, per beat, raster order, rows padded
+to whole beats with zeros, images back to back)
 into the top level, optionally with random stalls on both sides, records every output beat and
 the cycle it was accepted, and writes them as little-endian int64:
 for each output port, N*beats*C values; then for each output port, N*beats acceptance cycles
@@ -59,7 +60,9 @@ int main(int argc, char** argv) {
 @READY0@
     for (int i = 0; i < 4; i++) { top->clk = 0; top->eval(); top->clk = 1; top->eval(); }
     top->rst = 0;
-    const size_t total = (size_t)N * H * W;
+    const int G = @LANES@, NB = (W + G - 1) / G;  // pixels per input beat, beats per row
+    const size_t per = (size_t)H * NB;  // beats per image
+    const size_t total = (size_t)N * per;
     size_t pix = 0;
     uint64_t cyc = 0, last_event = 0;
     bool done = false;
@@ -67,16 +70,20 @@ int main(int argc, char** argv) {
         bool iv = pix < total && rnd100() >= stall_in;
         top->in_valid = iv;
         if (iv) {
-            size_t n = pix / ((size_t)H * W), p = pix % ((size_t)H * W);
-            for (int c = 0; c < C; c++) put_bits(iw, 8 * c, 8, img[(n * C + c) * (size_t)H * W + p]);
+            size_t n = pix / per, p = pix % per, r = p / NB, b = p % NB;
+            for (int l = 0; l < G; l++) {
+                size_t col = b * G + l;
+                for (int c = 0; c < C; c++)
+                    put_bits(iw, 8 * (l * C + c), 8, col < (size_t)W ? img[((n * C + c) * H + r) * (size_t)W + col] : 0);
+            }
 @SET_IN@
         }
 @SET_READY@
         top->clk = 0; top->eval();
         if (top->in_valid && top->in_ready) {
-            size_t n = pix / ((size_t)H * W), p = pix % ((size_t)H * W);
+            size_t n = pix / per, p = pix % per;
             if (p == 0) in_first[n] = cyc;
-            if (p == (size_t)H * W - 1) in_last[n] = cyc;
+            if (p == per - 1) in_last[n] = cyc;
             pix++; last_event = cyc;
         }
 @SAMPLE@
@@ -133,9 +140,9 @@ def testbench_cpp(manifest: dict) -> str:
                       f"            for (int c = 0; c < outs[{k}].ch; c++) outs[{k}].vals.push_back(get_bits(ow, c * "
                       f"outs[{k}].bits, outs[{k}].bits, outs[{k}].sgn));\n"
                       f"            outs[{k}].cyc.push_back(cyc); last_event = cyc;\n        }}")
-    init = ", ".join(f"{{{o['channels']}, {o['bits']}, {str(o['signed']).lower()}, {o['beats']}, {{}}, {{}}}}"
+    init = ", ".join(f"{{{o['lanes'] * o['channels']}, {o['bits']}, {str(o['signed']).lower()}, {o['beats']}, {{}}, {{}}}}"
                      for o in outs)
-    return (TB.replace("@OUTS@", init).replace("@IN_WORDS@", str(max(2, _words(iw))))
+    return (TB.replace("@OUTS@", init).replace("@LANES@", str(inp["lanes"])).replace("@IN_WORDS@", str(max(2, _words(iw))))
             .replace("@MAX_OUT_WORDS@", str(max(2, max(_words(o["width"]) for o in outs))))
             .replace("@READY0@", ready0).replace("@SET_IN@", set_in).replace("@SET_READY@", set_ready)
             .replace("@SAMPLE@", "\n".join(sample)))

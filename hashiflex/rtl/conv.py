@@ -1,0 +1,193 @@
+"""The convolution module: line buffers, a window register and one adder tree per output channel
+(per output lane when P > 1). See docs/architecture.md for the traversal and the lanes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UserError
+from ..ir.spec import Conv, Program
+from .common import Module, _concat, _header, _mask, _out_fifo, _rng, _round, _unused, stream_bits, stream_range
+from .emit import Net, Sig, Term, constant_result, lit
+
+
+@dataclass(frozen=True)
+class Columns:
+    """How a conv walks the columns of one padded row.
+
+    lanes == 1: one padded column per step (any stride), outputs where the window's right edge
+    lands on ox*sw + kw - 1. lanes G > 1 (sw divides G): each step shifts in a chunk of G
+    columns, image columns [c*G + a, c*G + a + G) for chunk c (a = kw - sw - pw, 0 <= a < G),
+    and computes P = G / sw outputs, ox in [c*P, c*P + P), lane k from window columns starting
+    at k*sw + sw - 1. Chunk c consumes input beat c + (a > 0)."""
+    lanes: int
+    steps: int
+    first: int          # chunk index of step 0 (lanes > 1)
+    a: int
+    out_lanes: int
+    nb: int             # input beats per row
+    nob: int            # output beats per row
+
+    def consumes(self, t: int) -> bool:
+        b = t + self.first + (self.a > 0)
+        return 0 <= b < self.nb
+
+    def outputs(self, t: int) -> bool:
+        return 0 <= t + self.first < self.nob
+
+    def beat_of_step(self, t: int) -> int:
+        return t + self.first + (self.a > 0)
+
+
+def columns(op: Conv, w: int, ow: int, kw: int, lanes: int) -> Columns:
+    sw, pw = op.stride[1], op.padding[1]
+    if lanes == 1:
+        wt = max(pw + w, (ow - 1) * sw + kw)
+        return Columns(1, wt, 0, 0, 1, w, ow)
+    a = kw - sw - pw
+    if lanes % sw or not 0 <= a < lanes:
+        raise UserError(f"layer {op.name}: {lanes} pixels per beat do not fit a {kw}-wide kernel with stride {sw} "
+                        f"and padding {pw} (need the stride to divide the lanes and 0 <= kw - stride - pad < lanes)")
+    p = lanes // sw
+    nb, nob = -(-w // lanes), -(-ow // p)
+    first = -(-(kw - sw) // lanes) if kw > sw else 0
+    last = max(nob - 1, nb - 1 - (a > 0))
+    return Columns(lanes, last + first + 1, -first, a, p, nb, nob)
+
+
+def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1):
+    x, y = prog.tensors[op.input], prog.tensors[op.output]
+    c_in, h, w = x.shape
+    c_out, oh, ow = y.shape
+    codes = prog.arrays[op.weight].astype(np.int64)
+    bias = prog.arrays[op.bias]
+    kh, kw = codes.shape[2:]
+    (sh, sw), (ph, pw), groups = op.stride, op.padding, op.groups
+    ht = max(ph + h, (oh - 1) * sh + kh)
+    col = columns(op, w, ow, kw, lanes)
+    g, wt, p_out = col.lanes, col.steps, col.out_lanes
+    bi, bo = stream_bits(x), stream_bits(y)
+    cw = c_in * bi
+    net = Net()
+    L = net.lines
+    yw, xw = max(1, (ht - 1).bit_length()), max(1, (wt - 1).bit_length())
+    L += ["wire o_free;", "reg wv;"]
+    net.reg_bits += 1
+    if g == 1:
+        cin = lambda i: pw <= i < pw + w
+        cout = lambda i: i >= kw - 1 and (i - kw + 1) % sw == 0 and (i - kw + 1) // sw < ow
+    else:
+        cin, cout = col.consumes, col.outputs
+    conds = {}
+    for axis, n, var, in_ok, out_ok in (
+            ("r", ht, "y", lambda i: ph <= i < ph + h,
+             lambda i: i >= kh - 1 and (i - kh + 1) % sh == 0 and (i - kh + 1) // sh < oh),
+            ("c", wt, "x", cin, cout)):
+        if n == 1:
+            conds[axis] = (f"1'b{int(in_ok(0))}", f"1'b{int(out_ok(0))}")
+            continue
+        width = yw if var == "y" else xw
+        L.append(f"reg {_rng(width)}{var};")
+        net.reg_bits += width
+        L.append(f"localparam [{n - 1}:0] {axis.upper()}IN = {_mask(n, in_ok)};")
+        L.append(f"localparam [{n - 1}:0] {axis.upper()}OUT = {_mask(n, out_ok)};")
+        conds[axis] = (f"{axis.upper()}IN[{var}]", f"{axis.upper()}OUT[{var}]")
+    L.append(f"wire need_in = {conds['r'][0]} & {conds['c'][0]};")
+    L.append(f"wire is_out = {conds['r'][1]} & {conds['c'][1]};")
+    L.append("wire stall = wv & ~o_free;")
+    L.append("wire adv = (~need_in | in_valid) & ~stall;")
+    L.append("assign in_ready = need_in & ~stall;")
+    gw = g * cw
+    if col.a == 0:
+        L.append(f"wire {_rng(gw)}pix = need_in ? in_data : {lit(0, gw)};")
+    else:  # chunk = lanes a..g-1 of the previous beat, then lanes 0..a-1 of the new one
+        L.append(f"wire {_rng(gw)}pixn = need_in ? in_data : {lit(0, gw)};")
+        L.append(f"reg {_rng(gw)}hold;")
+        net.reg_bits += gw
+        first = f"x == {lit(0, xw)}" if wt > 1 else "1'b1"
+        L.append(f"wire {_rng(gw)}holde = ({first}) ? {lit(0, gw)} : hold;")
+        L.append(f"wire {_rng(gw)}pix = {{pixn[{col.a * cw - 1}:0], holde[{gw - 1}:{col.a * cw}]}};")
+        L.append("always @(posedge clk) if (adv) hold <= pixn;")
+        L.append(f"wire _unused_hold = &{{1'b0, holde[{col.a * cw - 1}:0], pixn[{gw - 1}:{col.a * cw}]}};")
+    idx = "x" if wt > 1 else "0"
+    for k in range(kh - 1):
+        L.append(f"reg {_rng(gw)}lb{k} [0:{wt - 1}];")
+        L.append(f"wire {_rng(gw)}col{k} = lb{k}[{idx}];")
+        net.reg_bits += wt * gw
+    ncol = kw - 1 + g
+    for ky in range(kh):
+        for j in range(ncol):
+            L.append(f"reg {_rng(cw)}w{ky}_{j};")
+            net.reg_bits += cw
+    upd = [f"lb{k}[{idx}] <= {f'lb{k + 1}[{idx}]' if k < kh - 2 else 'pix'};" for k in range(kh - 1)]
+    for ky in range(kh):
+        src = f"col{ky}" if ky < kh - 1 else "pix"
+        for j in range(ncol):
+            m = j - (kw - 1)
+            upd.append(f"w{ky}_{j} <= {f'w{ky}_{j + g}' if m < 0 else (src if gw == cw else f'{src}[{m * cw + cw - 1}:{m * cw}]')};")
+    L += ["always @(posedge clk) begin", "    if (adv) begin"] + ["        " + u for u in upd] + ["    end", "end"]
+    L += ["always @(posedge clk) begin", "    if (rst) begin", "        wv <= 1'b0;"]
+    if wt > 1:
+        L.append(f"        x <= {lit(0, xw)};")
+    if ht > 1:
+        L.append(f"        y <= {lit(0, yw)};")
+    L += ["    end else if (adv) begin", "        wv <= is_out;"]
+    if wt > 1:
+        L.append(f"        x <= (x == {lit(wt - 1, xw)}) ? {lit(0, xw)} : x + 1'b1;")
+    if ht > 1:
+        step = f"(y == {lit(ht - 1, yw)}) ? {lit(0, yw)} : y + 1'b1"
+        L.append(f"        if ({f'x == {lit(wt - 1, xw)}' if wt > 1 else '1'}) y <= {step};")
+    L += ["    end else if (o_free) begin", "        wv <= 1'b0;", "    end", "end"]
+    xlo, xhi = stream_range(x)
+    taps: dict[tuple[int, int, int], Sig] = {}
+
+    def tap(c: int, ky: int, j: int) -> Sig:
+        if (c, ky, j) not in taps:
+            s = Sig(f"x{ky}_{j}_{c}", xlo, xhi)
+            net.wire(s.name, bi, f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if cw > 1 else f"w{ky}_{j}")
+            taps[(c, ky, j)] = s
+        return taps[(c, ky, j)]
+
+    cpg, opg = c_in // groups, c_out // groups
+    lane_outs = []
+    for lane in range(p_out):
+        j0 = 0 if g == 1 else lane * sw + sw - 1
+        outs = []
+        for o in range(c_out):
+            base = (o // opg) * cpg
+            nz = np.argwhere(codes[o] != 0)
+            cst = constant_result([(xlo, xhi, abs(int(codes[o, i, ky, kx])) - 1, bool(codes[o, i, ky, kx] < 0))
+                                   for i, ky, kx in nz], int(bias[o]) + _round(op.shift), op.shift, op.clamp_lo,
+                                  op.clamp_hi)
+            if cst is not None:  # saturated whatever the input: a constant, no adders
+                outs.append(lit(cst, bo))
+                continue
+            terms = [Term(tap(base + int(i), int(ky), j0 + int(kx)), abs(int(codes[o, i, ky, kx])) - 1,
+                          bool(codes[o, i, ky, kx] < 0)) for i, ky, kx in nz]
+            bt = net.const_term(int(bias[o]) + _round(op.shift))
+            q, _, _ = net.requant(net.tree(terms + ([bt] if bt else [])), op.shift, op.clamp_lo, op.clamp_hi, bo)
+            outs.append(q)
+        lw = c_out * bo
+        net.wire(f"lane{lane}", lw, _concat(outs))
+        if g > 1 and (col.nob - 1) * p_out + lane >= ow:  # past the row's end in its last beat: zero
+            if wt > 1 and "reg wlast;" not in L:  # the window holds the row's last output chunk
+                L.append("reg wlast;")
+                L.append(f"always @(posedge clk) if (adv) wlast <= x == {lit(col.nob - 1 - col.first, xw)};")
+                net.reg_bits += 1
+            net.wire(f"olane{lane}", lw, f"wlast ? {lit(0, lw)} : lane{lane}" if wt > 1 else lit(0, lw))
+            lane_outs.append(f"olane{lane}")
+        else:
+            lane_outs.append(f"lane{lane}")
+    ow_bits = p_out * c_out * bo
+    net.wire("o_data", ow_bits, _concat(lane_outs))
+    _out_fifo(net, ow_bits, "wv")
+    unused = [f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if cw > 1 else f"w{ky}_{j}"
+              for ky in range(kh) for j in range(min(g, ncol)) for c in range(c_in) if (c, ky, j) not in taps]
+    if wt <= 1 and any(g > 1 and (col.nob - 1) * p_out + k >= ow for k in range(p_out)):
+        unused += [f"lane{k}" for k in range(p_out) if (col.nob - 1) * p_out + k >= ow]
+    _unused(net, unused)
+    text = _header(name, [("in", gw)], ow_bits, L)
+    return Module(name, "conv", op.name, text, ["in"], [gw], ow_bits, ht * wt, net.adders, net.adder_bits,
+                  net.reg_bits, {"kernel": [int(kh), int(kw)], "stride": list(op.stride), "padding": list(op.padding),
+                                 "groups": groups, "traversal": [ht, wt], "lanes_in": g, "lanes_out": p_out})
