@@ -2,7 +2,8 @@
 
 Layout: {"format": "hashiflex-checkpoint", "version": 1, "kind": "fp32" | "po2",
          "model_config": {...}, "quant_config": {...} | None, "meta": {...}, "state_dict": {...}}
-`default-fp32` / `default-po2` name the committed checkpoints under hashiflex/checkpoints/.
+`default-fp32` / `default-po2` (and `small-fp32` / `small-po2`) name the committed checkpoints
+under hashiflex/checkpoints/.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from .errors import UserError
 FORMAT = "hashiflex-checkpoint"
 VERSION = 1
 BUILTIN_DIR = Path(__file__).parent / "checkpoints"
-BUILTIN = {"default-fp32": "default-fp32.pt", "default-po2": "default-po2.pt"}
+# small-*: the width-reduced network used for end-to-end RTL checks (scripts/make_default_models.py)
+BUILTIN = {name: f"{name}.pt" for name in ("default-fp32", "default-po2", "small-fp32", "small-po2")}
 
 
 def resolve(name_or_path: str | None) -> Path:

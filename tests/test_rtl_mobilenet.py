@@ -5,13 +5,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
-from hashiflex.ir.build import program_from_qmodel
-from hashiflex.models.mobilenetv2 import MobileNetV2, MobileNetV2Config
+from hashiflex.ir.build import program_from_qmodel, random_qmodel
+from hashiflex.models.mobilenetv2 import MobileNetV2Config
 from hashiflex.quant.config import QuantConfig
-from hashiflex.quant.convert import QMobileNetV2, calibrate
-from hashiflex.quant.prune import apply_masks
 from hashiflex.rtl import generate_rtl
 from hashiflex.sim.golden import GoldenSimulator
 from hashiflex.verify import verify_build
@@ -21,20 +18,8 @@ CFG = MobileNetV2Config(width_mult=0.25, last_channel=32, input_size=16)
 
 @pytest.fixture(scope="module")
 def prog():
-    torch.manual_seed(0)
-    fp32 = MobileNetV2(CFG)
-    with torch.no_grad():  # random BN statistics, as hashiflex.ir.build.random_qmodel: live activations
-        for m in fp32.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-                m.running_mean.normal_(0.0, 0.1)
-    qc = QuantConfig(exp_bits=3, prune=0.9)
-    q = QMobileNetV2(fp32, qc)
-    apply_masks([m for _, m in q.hardened_convs()], qc.prune, qc.prune_scope)
-    calibrate(q, [torch.randint(0, 256, (8, 1, 16, 16)).float() / 256])
-    return program_from_qmodel(q.eval())
+    q = random_qmodel(CFG, QuantConfig(exp_bits=3, prune=0.9), seed=0, calib_images=8)
+    return program_from_qmodel(q)
 
 
 def test_mobilenetv2_rtl_equals_golden(prog, tmp_path):

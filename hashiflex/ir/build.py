@@ -36,13 +36,14 @@ def program_from_checkpoint(ckpt: str | None) -> Program:
 
 
 @torch.no_grad()
-def random_qmodel(arch: str, qc: QuantConfig, seed: int = 0, calib_images: int = 4) -> QMobileNetV2:
+def random_qmodel(arch: str | MobileNetV2Config, qc: QuantConfig, seed: int = 0,
+                  calib_images: int = 4) -> QMobileNetV2:
     """A QMobileNetV2 with random weights and BN statistics, calibrated on random images.
 
     Stands in for ImageNet-trained weights in hardware studies: same shapes, Po2 weights spread
     over the exponent range, and the requested fraction of pruned weights.
     """
-    cfg = ARCHS[arch]
+    cfg = ARCHS[arch] if isinstance(arch, str) else arch
     torch.manual_seed(seed)
     fp32 = MobileNetV2(cfg)
     for m in fp32.modules():
