@@ -1,8 +1,9 @@
 """End to end on a trained network: the committed small-po2 checkpoint (the default recipe on a
 width-reduced MobileNetV2 that keeps every layer type) in RTL, on 100 real Fashion-MNIST test
 images, equals the golden simulator exactly and runs at the manifest's cycles per image.
-(default-po2 itself, 652k adders, does not build in Verilator within 15 minutes here.)"""
-import numpy as np
+(default-po2 itself, 652k adders, does not build in Verilator within 15 minutes here.)
+Its Verilator build takes 5-8 minutes, so it is marked slow: `python -m pytest -m slow tests`."""
+import pytest
 
 from hashiflex.data import load_fashion_mnist
 from hashiflex.ir.build import program_from_checkpoint
@@ -13,6 +14,7 @@ from hashiflex.verify import verify_build
 IMAGES = 100
 
 
+@pytest.mark.slow
 def test_small_po2_rtl_equals_golden_on_real_images(tmp_path):
     prog = program_from_checkpoint("small-po2")
     kinds = {op.kind for op in prog.ops}
