@@ -7,7 +7,6 @@ under hashiflex/checkpoints/.
 """
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import re
@@ -101,9 +100,3 @@ def state_dict_problem(e: BaseException) -> str:
     first = first.replace("copying a param with shape ", "").replace("the shape in current model is", "model needs")
     more = f", and {len(lines) - 1} more" if len(lines) > 1 else ""
     return first[:200] + more
-
-
-def finite_or_error(x: float, what: str) -> float:
-    if not math.isfinite(x):
-        raise UserError(f"{what} is not finite")
-    return x
