@@ -18,7 +18,9 @@ FMT = argparse.RawDescriptionHelpFormatter
 
 MAIN_DESCRIPTION = """\
 Turn a trained CNN into a HaShiFlex accelerator: train an FP32 MobileNetV2 on Fashion-MNIST,
-quantize it to power-of-two (Po2) weights with QAT and pruning, and measure its accuracy.
+quantize it to power-of-two (Po2) weights with QAT and pruning, measure its accuracy, lower it to
+an integer shift-add IR with a bit-exact golden simulator, generate hardwired streaming Verilog,
+and verify that Verilog against the simulator in Verilator.
 
 Fashion-MNIST is read from --data DIR, else $HASHIFLEX_DATA, else the Debian package
 dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)."""
