@@ -45,7 +45,7 @@ def test_top_level_help_lists_commands_with_examples():
     assert "hashiflex quantize --checkpoint" in proc.stdout
 
 
-@pytest.mark.parametrize("cmd", ["train", "quantize", "eval", "sweep"])
+@pytest.mark.parametrize("cmd", ["train", "quantize", "eval", "sweep", "compile", "verify"])
 def test_subcommand_help_has_description_and_example(cmd, capsys):
     assert main([cmd, "--help"]) == 0
     out = capsys.readouterr().out
