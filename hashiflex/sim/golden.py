@@ -155,10 +155,8 @@ def evaluate_checkpoint(ckpt: str | None, images: np.ndarray, labels: np.ndarray
     """Lower a po2 checkpoint and evaluate it with the golden simulator."""
     from ..ir.build import program_from_checkpoint
 
-    prog = program_from_checkpoint(ckpt)
-    logits = GoldenSimulator(prog).logits(images)
-    acc = float((logits.argmax(1) == labels).mean())
-    return {"accuracy": acc, "images": int(len(images)), "correct": int((logits.argmax(1) == labels).sum())}
+    correct = int((GoldenSimulator(program_from_checkpoint(ckpt)).logits(images).argmax(1) == labels).sum())
+    return {"accuracy": correct / len(images), "images": int(len(images)), "correct": correct}
 
 
 def golden_accuracy(q, images: np.ndarray, labels: np.ndarray) -> float:
