@@ -36,6 +36,25 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor
     return out
 
 
+def random_erase(x: torch.Tensor, gen: torch.Generator, p: float, max_frac: float = 0.4) -> torch.Tensor:
+    """Zero one random rectangle (side up to max_frac of the image) in a fraction p of the images.
+
+    Cutout-style regularisation: on Fashion-MNIST it is worth more than extra epochs for small nets.
+    """
+    n, c, h, w = x.shape
+    hit = torch.rand(n, generator=gen) < p
+    eh = (torch.rand(n, generator=gen) * max_frac * h).long() + 1
+    ew = (torch.rand(n, generator=gen) * max_frac * w).long() + 1
+    y0 = (torch.rand(n, generator=gen) * (h - eh + 1)).long()
+    x0 = (torch.rand(n, generator=gen) * (w - ew + 1)).long()
+    rows = torch.arange(h)[None]
+    cols = torch.arange(w)[None]
+    in_r = (rows >= y0[:, None]) & (rows < (y0 + eh)[:, None])
+    in_c = (cols >= x0[:, None]) & (cols < (x0 + ew)[:, None])
+    mask = (in_r[:, :, None] & in_c[:, None, :] & hit[:, None, None])[:, None]
+    return x.masked_fill(mask, 0)
+
+
 @dataclass
 class TrainSettings:
     epochs: float = 8.0
@@ -46,6 +65,7 @@ class TrainSettings:
     seed: int = 0
     augment: bool = True
     optimizer: str = "sgd"
+    erase: float = 0.0   # probability of random erasing per image (0 = off)
 
 
 def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, s: TrainSettings,
@@ -75,6 +95,8 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, s: TrainSettings
                 xb = xt[idx]
                 if s.augment:
                     xb = augment(xb, gen)
+                if s.erase > 0:
+                    xb = random_erase(xb, gen, s.erase)
                 if step_hook is not None:
                     step_hook(step, total)
                 out = model(to_model_input(xb))
