@@ -22,7 +22,7 @@ from hashiflex.train.loop import TrainSettings, accuracy, predict, train
 MODEL = MobileNetV2Config(num_classes=10, in_channels=1, width_mult=0.5, first_stride=1, input_size=28)
 SMALL = MobileNetV2Config(num_classes=10, in_channels=1, width_mult=0.25, first_stride=2, input_size=28,
                           last_channel=128)
-FP32 = TrainSettings(epochs=15, batch_size=128, lr=0.1, weight_decay=4e-5, label_smoothing=0.1, seed=0, erase=0.5)
+FP32 = TrainSettings(epochs=24, batch_size=128, lr=0.1, weight_decay=4e-5, label_smoothing=0.1, seed=0, erase=0.5)
 
 
 def main() -> int:
