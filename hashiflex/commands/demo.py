@@ -1,0 +1,140 @@
+"""`hashiflex demo`: the whole HaShiFlex flow on real data, one command, with a summary and a report.
+
+Each step runs the same code as its own subcommand (parsed with the CLI's parser, so options and
+checks are identical) and its JSON result goes into DIR/summary.json; DIR/report.html is rendered
+from that file at the end (`hashiflex report DIR` re-renders it).
+
+The RTL of default-po2 (about 0.3-0.65 M adders) is generated and costed, but a Verilator build of it
+takes longer than the demo's 15-minute budget on a 2-core machine; the Verilator step co-simulates
+`small-po2`, the same recipe at width 0.25 (every layer type, a few minutes to build).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .. import checkpoint
+from ..errors import UserError
+from ..progress import bar
+
+VERIFY_CHECKPOINT = "small-po2"
+
+
+def _run(argv: list[str]) -> dict:
+    import importlib
+
+    from ..cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    mod = importlib.import_module(f".{args.module}", __package__)
+    result, _ = mod.run(args)
+    return result
+
+
+def _cpu_baseline(images: int) -> dict:
+    """float32 PyTorch MobileNetV2-224 (1000 classes) on this CPU: a measurement, a few batches."""
+    import torch
+
+    from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
+
+    model = MobileNetV2(MobileNetV2Config()).eval()
+    x = torch.randn(8, 3, 224, 224)
+    with torch.no_grad():
+        model(x)  # warm-up
+        t0 = time.perf_counter()
+        n = 0
+        while n < images:
+            model(x)
+            n += len(x)
+        dt = time.perf_counter() - t0
+    return {"images_per_s": n / dt, "images": n, "batch": len(x), "threads": torch.get_num_threads(),
+            "device": "cpu", "what": "float32 PyTorch MobileNetV2-224, 1000 classes"}
+
+
+def _steps(out: Path, data_opt: list[str], a) -> list[tuple[str, object]]:
+    b, bs, b224 = str(out / "build"), str(out / "build-small"), str(out / "build-224")
+    n_cmp = str(a.compare_images)
+    return [
+        ("accuracy: FP32", lambda: _run(["eval", "--checkpoint", "default-fp32", *data_opt])),
+        ("accuracy: golden simulator", lambda: _run(["eval", "--engine", "golden", *data_opt])),
+        ("accuracy: golden vs quantized PyTorch", lambda: _run(["eval", "--engine", "compare", "--limit", n_cmp,
+                                                                 *data_opt])),
+        ("compile default-po2 (IR + Verilog)", lambda: _run(["compile", "--out", b])),
+        ("cost estimate: default-po2", lambda: _run(["estimate", b])),
+        ("balancer: default-po2 Pareto front", lambda: _run(["estimate", b, "--target-ips", "1e6"])),
+        ("compile small-po2", lambda: _run(["compile", "--checkpoint", VERIFY_CHECKPOINT, "--out", bs])),
+        ("Verilator: small-po2 vs golden", lambda: _run(["verify", bs, "--images", str(a.images), *data_opt])),
+        ("compile mobilenetv2-224, 50 % pruned (IR)", lambda: _run(["compile", "--arch", "mobilenetv2-224",
+                                                                    "--prune", "0.5", "--no-rtl", "--out", b224])),
+        ("MobileNetV2-224 hardened + NPU at 4 M img/s", lambda: _run(["estimate", b224, "--target-ips", "4e6"])),
+        ("MobileNetV2-224 fully hardened at 4 M img/s", lambda: _run(["estimate", b224, "--target-ips", "4e6",
+                                                                      "--fully-hardened"])),
+        ("CPU baseline (float32 PyTorch, measured)", lambda: _cpu_baseline(a.cpu_images)),
+        ("fine-tune the NPU head on digits", lambda: _run(["finetune", b, "--dataset", "digits",
+                                                           "--out", str(out / "digits.npuimg")])),
+    ]
+
+
+KEYS = ["fp32", "golden", "compare", "compile", "estimate", "pareto", "compile_small", "verify", "compile_224",
+        "estimate_224_npu", "estimate_224_hardened", "cpu_baseline", "finetune"]
+
+
+def _summary(res: dict, steps: list[dict]) -> dict:
+    acc = {}
+    if "fp32" in res:
+        acc.update(fp32=res["fp32"]["accuracy"], images_fp32=res["fp32"]["images"])
+    if "golden" in res:
+        acc.update(golden=res["golden"]["accuracy"], images_golden=res["golden"]["images"])
+    if "compare" in res:
+        acc.update(po2_torch=res["compare"]["accuracy_torch"], mismatches=res["compare"]["mismatches"],
+                   images_compare=res["compare"]["images"])
+    s = {"description": "hashiflex demo: committed default-fp32 / default-po2 models on Fashion-MNIST",
+         "accuracy": acc, "steps": steps}
+    for k in ("compile", "estimate", "pareto", "estimate_224_npu", "estimate_224_hardened", "cpu_baseline",
+              "finetune"):
+        if k in res:
+            s[k] = res[k]
+    if "verify" in res:
+        s["verify"] = dict(res["verify"], checkpoint=VERIFY_CHECKPOINT)
+    return s
+
+
+def _one_liner(v: dict) -> str:
+    for k in ("accuracy", "mismatches", "images_per_s", "area_mm2", "adders"):
+        if k in v and v[k] is not None:
+            x = v[k]
+            return f"{k}={x:.4g}" if isinstance(x, float) else f"{k}={x}"
+    return ""
+
+
+def run(args):
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file: give a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("default-fp32", "default-po2", VERIFY_CHECKPOINT):
+        checkpoint.load(name)  # fail early on a broken install
+    if shutil.which("verilator") is None:
+        raise UserError("verilator not found: install it with 'apt-get install verilator' (or run scripts/setup.sh)")
+    data_opt = ["--data", args.data] if args.data else []
+    res, steps, t_all = {}, [], time.time()
+    plan = _steps(out, data_opt, args)
+    with bar(total=len(plan), desc="demo", unit="step") as pb:
+        for key, (name, fn) in zip(KEYS, plan):
+            pb.set_postfix_str(name)
+            t0 = time.time()
+            res[key] = fn()
+            steps.append({"name": name, "seconds": round(time.time() - t0, 1), "result": _one_liner(res[key])})
+            pb.update(1)
+    summary = _summary(res, steps)
+    summary["seconds"] = round(time.time() - t_all, 1)
+    text = json.dumps(summary, indent=1, default=str)
+    checkpoint.atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(text))
+    from ..report import write_report
+
+    report = write_report(out)
+    lines = [f"{st['name']:<48} {st['seconds']:>7.1f} s  {st['result']}" for st in steps]
+    text = "\n".join(["hashiflex demo summary", *lines, f"total {summary['seconds']:.0f} s; report: {report}"])
+    return {"out": str(out), "report": str(report), "summary": summary}, text
