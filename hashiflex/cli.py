@@ -182,6 +182,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of stalls and random images (default 1)")
     _common(p)
     p.set_defaults(module="verify")
+
+    p = sub.add_parser(
+        "demo", formatter_class=FMT, help="the whole flow on real data, a summary and an HTML report",
+        description="Run the whole HaShiFlex flow with the committed models: accuracy of FP32 vs Po2 vs the golden "
+                    "simulator, compile to Verilog, Verilator co-simulation on real images (small-po2), cost "
+                    "estimates for the demo network and MobileNetV2-224, a CPU baseline, and head fine-tuning on "
+                    "a new task (scikit-learn digits) that writes a new NPU weight image. Writes DIR/summary.json "
+                    "and DIR/report.html. About 10-15 minutes on 2 cores.",
+        epilog="example:\n  hashiflex demo --out demo && xdg-open demo/report.html")
+    p.add_argument("--out", default="demo", metavar="DIR", help="output folder, created if missing (default demo)")
+    p.add_argument("--images", type=int, default=100, metavar="N",
+                   help="real test images streamed through the RTL in Verilator (default 100)")
+    p.add_argument("--compare-images", type=int, default=1000, metavar="N",
+                   help="test images for the golden vs quantized-PyTorch comparison (default 1000)")
+    p.add_argument("--cpu-images", type=int, default=64, metavar="N",
+                   help="images for the CPU float32 baseline measurement (default 64)")
+    _common(p)
+    p.set_defaults(module="demo")
+
+    p = sub.add_parser(
+        "report", formatter_class=FMT, help="render a demo folder as one self-contained HTML file",
+        description="Render DIR/summary.json (written by 'hashiflex demo') as one self-contained HTML file with "
+                    "plots: accuracy vs exponent bits and pruning, area by layer, images/s vs area, "
+                    "MobileNetV2-224 beside the paper and the measured CPU baseline, verification results.",
+        epilog="example:\n  hashiflex report demo              # writes demo/report.html")
+    p.add_argument("dir", metavar="DIR", help="folder written by 'hashiflex demo'")
+    p.add_argument("--out", metavar="FILE", help="HTML file to write (default DIR/report.html)")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as one JSON object on the last line of stdout")
+    p.set_defaults(module="report")
     return ap
 
 
