@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, os_error_hint
 
 FORMAT = "hashiflex-checkpoint"
 VERSION = 1
@@ -59,7 +59,7 @@ def save(path, kind: str, model_config: dict, state_dict: dict, quant_config: di
     try:
         atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
     except OSError as e:
-        raise UserError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+        raise UserError(f"cannot write checkpoint {path}: {os_error_hint(e)}") from None
 
 
 def load(name_or_path: str | None) -> dict:

@@ -1,8 +1,10 @@
 """Checks and loaders shared by the subcommands: bad input becomes a one-line UserError, early."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import torch
 
 from ..data import load_fashion_mnist
 from ..checkpoint import state_dict_problem
-from ..errors import UserError
+from ..errors import UserError, os_error_hint
 from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 
 
@@ -44,15 +46,63 @@ def writable_dir(path, opt: str = "--out") -> Path:
     """Fail before any work if the folder is missing or not writable (a probe file, removed at once)."""
     d = Path(path)
     if d.exists() and not d.is_dir():
-        raise UserError(f"{opt}: {d} is a file, not a folder")
+        raise UserError(f"{opt}: {d} is a file, not a folder: choose another {opt}")
     if not d.is_dir():
+        blocker = next((a for a in d.parents if a.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise UserError(f"{opt}: {blocker} is a file, not a folder: choose another {opt}")
         raise UserError(f"{opt}: output folder {d} does not exist: create it first")
     try:
         with tempfile.TemporaryFile(dir=d):
             pass
     except OSError as e:
-        raise UserError(f"{opt}: cannot write in folder {d} ({e.strerror or e})") from None
+        raise UserError(f"{opt}: cannot write in folder {d} ({os_error_hint(e, opt)})") from None
     return d
+
+
+@contextlib.contextmanager
+def staged_folder(path, opt: str = "--out"):
+    """Yield a hidden temporary folder inside the output folder `path` (created with its parents if
+    missing). When the block completes, each entry moves into `path` by a rename (a sub-folder such as
+    rtl/ is swapped whole), so `path` never holds a half-written build; on an error or an interrupt the
+    temporary folder goes, and so do the folders this call created."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{opt} {out} is a file, not a folder: choose another {opt}")
+    blocker = next((a for a in out.parents if a.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UserError(f"{opt}: {blocker} is a file, not a folder: choose another {opt}")
+    created = [d for d in (out, *out.parents) if not d.exists()]
+    done, stage, old = False, None, []
+    try:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            stage = Path(tempfile.mkdtemp(prefix=".hashiflex-tmp-", dir=out))
+        except OSError as e:
+            raise UserError(f"{opt}: cannot create build folder {out} ({os_error_hint(e, opt)})") from None
+        try:
+            try:
+                yield stage
+            except UserError as e:  # name the output folder, not the temporary one
+                raise UserError(str(e).replace(str(stage), str(out))) from None
+            for entry in sorted(stage.iterdir()):
+                dst = out / entry.name
+                if dst.is_dir() and not dst.is_symlink():
+                    old.append(out / f".{entry.name}.old-{os.getpid()}")
+                    os.replace(dst, old[-1])
+                os.replace(entry, dst)
+            done = True
+        except OSError as e:
+            raise UserError(f"cannot write the build into {out}: {os_error_hint(e, opt)}") from None
+    finally:
+        for d in ([stage] if stage else []) + old:
+            shutil.rmtree(d, ignore_errors=True)
+        if not done:
+            for d in created:  # deepest first; only folders this call made, and only if empty
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
 
 
 def output_file(path: str, opt: str = "--out") -> Path:
@@ -95,7 +145,7 @@ def fp32_model(blob: dict) -> MobileNetV2:
         model.load_state_dict(blob["state_dict"])
     except (RuntimeError, ValueError, TypeError) as e:
         raise UserError(f"checkpoint {blob['path']} does not match the MobileNetV2 architecture it declares "
-                        f"({state_dict_problem(e)})") from None
+                        f"({state_dict_problem(e)}); re-create it with 'hashiflex train'") from None
     return model
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .. import checkpoint
-from ..errors import UserError
+from ..errors import UserError, os_error_hint
 from ..progress import bar
 from ..sim.golden import golden_accuracy
 from ..quant.qat import quantize_from_fp32
@@ -69,9 +69,12 @@ def run(args):
             pb.update(1)
     epochs = settings[0].train.epochs
     csv_path, png_path = out / "sweep.csv", out / "sweep.png"
-    _write_csv(csv_path, rows)
-    _plot(png_path, rows, f"Po2 QAT from {Path(args.checkpoint).name}: {epochs:g} epochs on {len(xtr)} images, "
-                          f"{len(xte)} test images")
+    try:  # each file is written to a temporary name and renamed
+        _write_csv(csv_path, rows)
+        _plot(png_path, rows, f"Po2 QAT from {Path(args.checkpoint).name}: {epochs:g} epochs on {len(xtr)} images, "
+                              f"{len(xte)} test images")
+    except OSError as e:
+        raise UserError(f"cannot write the sweep results into {out}: {os_error_hint(e)}") from None
     result = {"csv": str(csv_path), "png": str(png_path), "checkpoint": args.checkpoint, "epochs": epochs,
               "train_images": len(xtr), "images": len(xte), "results": rows, "seconds": round(time.time() - t0, 1)}
     table = "\n".join(f"  {r['exp_bits']:>8} {r['prune']:>6.2f} {r['accuracy']:>9.4f} {r['sparsity']:>9.1%}"

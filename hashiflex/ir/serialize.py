@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import atomic_write
-from ..errors import UserError
+from ..errors import UserError, os_error_hint
 from .spec import IR_VERSION, OP_TYPES, Program, Tensor
 
 FORMAT = "hashiflex-ir"
@@ -48,7 +48,7 @@ def save(prog: Program, out_dir, stem: str = "model.ir") -> tuple[Path, Path]:
         atomic_write(npz, lambda tmp: Path(tmp).write_bytes(data))
         atomic_write(js, lambda tmp: Path(tmp).write_text(to_json(prog)))
     except OSError as e:
-        raise UserError(f"cannot write IR into {out}: {e.strerror or e}") from None
+        raise UserError(f"cannot write IR into {out}: {os_error_hint(e)}") from None
     return js, npz
 
 
@@ -72,9 +72,13 @@ def load(out_dir, stem: str = "model.ir") -> Program:
     if doc.get("version") != IR_VERSION:
         raise UserError(f"{js} has IR version {doc.get('version')}, this hashiflex reads version {IR_VERSION}: "
                         f"re-run 'hashiflex compile'")
-    try:
-        with np.load(npz, allow_pickle=False) as z:
-            arrays = {k: _restore(z[k]) for k in z.files}
+    try:  # our own file handle: np.load leaks its own when the zip is corrupt
+        with open(npz, "rb") as f:
+            z = np.load(f, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("not an npz archive")
+            with z:
+                arrays = {k: _restore(z[k]) for k in z.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
         raise UserError(f"{npz} is corrupt ({type(e).__name__}); re-run 'hashiflex compile'") from None
     try:
