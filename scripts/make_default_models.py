@@ -22,7 +22,9 @@ from hashiflex.train.loop import TrainSettings, accuracy, predict, train
 MODEL = MobileNetV2Config(num_classes=10, in_channels=1, width_mult=0.5, first_stride=1, input_size=28)
 SMALL = MobileNetV2Config(num_classes=10, in_channels=1, width_mult=0.25, first_stride=2, input_size=28,
                           last_channel=128)
-FP32 = TrainSettings(epochs=24, batch_size=128, lr=0.1, weight_decay=4e-5, label_smoothing=0.1, seed=0, erase=0.5)
+# The committed default-fp32 (91.97 %) came from this recipe. A stronger one is prepared but not yet run to the end
+# (on a shared 2-core machine it needs ~55 min alone): epochs=24, erase=0.5 (random erasing, train/loop.py).
+FP32 = TrainSettings(epochs=8, batch_size=128, lr=0.1, weight_decay=4e-5, label_smoothing=0.1, seed=0)
 
 
 def main() -> int:
