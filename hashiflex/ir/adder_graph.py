@@ -261,6 +261,55 @@ def layer_matrix(prog: Program, op) -> tuple[np.ndarray, int, int] | None:
     return m, lo, hi
 
 
+def with_constants(m: np.ndarray, consts) -> tuple[np.ndarray, list[int]]:
+    """([m | C], odd): y = m @ x + consts as a Po2 matrix over inputs [x; odd].
+
+    Constant v = +-(c << t), c odd, becomes the entry +-2^t in the column of c; equal odd parts
+    share a column (as the RTL's constant wires do), so the solver may share `x + c` patterns and
+    the per-output trees place the constant leaf by arrival like any other term."""
+    cols: dict[int, int] = {}
+    entries = []
+    for o, v in enumerate(int(v) for v in consts):
+        if v:
+            mag = abs(v)
+            t = (mag & -mag).bit_length() - 1
+            entries.append((o, cols.setdefault(mag >> t, len(cols)), -(1 << t) if v < 0 else 1 << t))
+    n = m.shape[1]
+    wide = m.dtype == object or any(abs(e) >= 2 ** 62 for _, _, e in entries)
+    out = np.zeros((m.shape[0], n + len(cols)), dtype=object if wide else _I64)
+    out[:, :n] = m
+    for o, k, e in entries:
+        out[o, n + k] = e
+    return out, list(cols)
+
+
+def _check(g: AdderGraph, m: np.ndarray, what: str) -> None:
+    """g computes m @ x on a few pseudo-random inputs, or ValueError (an internal error)."""
+    n = m.shape[1]
+    x = np.random.default_rng(12345).integers(-3, 4, size=(3, n))
+    wide = m.dtype == object or float(np.abs(m).max(initial=0)) * max(n, 1) * 4 >= 2.0 ** 62
+    want = (x.astype(object) @ m.T.astype(object)) if wide else x @ m.T
+    if g.n_inputs != n or g.n_outputs != m.shape[0] or not np.array_equal(evaluate_graph(g, x), want):
+        raise ValueError(f"{what}: the adder graph does not compute the layer's weights")
+
+
+def layer_graph(prog: Program, op, consts, drop=None, max_depth: int | None = None):
+    """(graph, odd constants) the RTL emits for a layer `layer_matrix` handles, else None.
+
+    Solved once per layer: the graph computes M @ x + consts[o] (consts: per output, the bias
+    plus the rounding constant) over the inputs [window taps; odd constants] (`with_constants`).
+    Outputs with drop[o] True (constant in hardware) are zero rows: no adder serves only them."""
+    got = layer_matrix(prog, op)
+    if got is None:
+        return None
+    m, odd = with_constants(got[0], consts)
+    if drop is not None and np.any(drop):
+        m[np.asarray(drop, dtype=bool)] = 0
+    g = build_graph(m, max_depth=max_depth)
+    _check(g, m, f"layer {op.name}")
+    return g, odd
+
+
 def share_adders(prog: Program, max_depth: int | None = None) -> Program:
     """Pure pass: add an adder graph for every eligible layer to `prog.arrays`.
 

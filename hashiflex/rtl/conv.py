@@ -1,5 +1,7 @@
-"""The convolution module: line buffers, a window register and one adder tree per output channel
-(per output lane when P > 1). See docs/architecture.md for the traversal and the lanes."""
+"""The convolution module: line buffers, a window register and the adder network of the output
+channels (per output lane when P > 1): a shared adder graph (one solve per layer, the same in
+every lane) for pointwise and full convs when `share`, else one tree per output channel.
+See docs/architecture.md for the traversal, the lanes and the adder network."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..ir.adder_graph import layer_graph
 from ..ir.spec import Conv, Program
 from .common import Module, _concat, _header, _mask, _out_fifo, _rng, _round, _unused, stream_bits, stream_range
 from .emit import Net, Sig, Term, constant_result, lit
@@ -56,7 +59,7 @@ def columns(op: Conv, w: int, ow: int, kw: int, lanes: int) -> Columns:
     return Columns(lanes, last + first + 1, -first, a, p, nb, nob)
 
 
-def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1):
+def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool = True):
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     c_in, h, w = x.shape
     c_out, oh, ow = y.shape
@@ -150,23 +153,45 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1):
         return taps[(c, ky, j)]
 
     cpg, opg = c_in // groups, c_out // groups
+    acc0 = [int(b) + _round(op.shift) for b in bias]      # bias plus the rounding constant
+    nzs = [np.argwhere(codes[o] != 0) for o in range(c_out)]
+
+    def terms(o: int, tapf, j0: int) -> list[Term]:
+        base = (o // opg) * cpg
+        return [Term(tapf(base + int(i), int(ky), j0 + int(kx)), abs(int(codes[o, i, ky, kx])) - 1,
+                     bool(codes[o, i, ky, kx] < 0)) for i, ky, kx in nzs[o]]
+
+    leaf = Sig("x", xlo, xhi)   # any tap, for interval-only work
+    # saturated whatever the input: a constant, no adders
+    cst = [constant_result([(xlo, xhi, t.shift, t.neg) for t in terms(o, lambda *_: leaf, 0)],
+                           acc0[o], op.shift, op.clamp_lo, op.clamp_hi) for o in range(c_out)]
+    solved = layer_graph(prog, op, acc0, drop=[v is not None for v in cst]) if share else None  # once per layer
+    graph = solved[0] if solved else None
+    naive = net if graph is None else Net(emit=False)     # the naive trees, counted for the manifest
+    if graph is not None:
+        for o in range(c_out):
+            if cst[o] is None:
+                bt = naive.const_term(acc0[o])
+                naive.tree(terms(o, lambda *_: leaf, 0) + ([bt] if bt else []))
     lane_outs = []
     for lane in range(p_out):
         j0 = 0 if g == 1 else lane * sw + sw - 1
+        if graph is not None:   # graph input i*kh*kw + ky*kw + kx is tap (i, ky, kx), then the constants
+            nt = c_in * kh * kw
+            roots = net.graph_terms(graph, lambda j: tap(j // (kh * kw), (j // kw) % kh, j0 + j % kw) if j < nt
+                                    else net.const(solved[1][j - nt]))
         outs = []
         for o in range(c_out):
-            base = (o // opg) * cpg
-            nz = np.argwhere(codes[o] != 0)
-            cst = constant_result([(xlo, xhi, abs(int(codes[o, i, ky, kx])) - 1, bool(codes[o, i, ky, kx] < 0))
-                                   for i, ky, kx in nz], int(bias[o]) + _round(op.shift), op.shift, op.clamp_lo,
-                                  op.clamp_hi)
-            if cst is not None:  # saturated whatever the input: a constant, no adders
-                outs.append(lit(cst, bo))
+            if cst[o] is not None:
+                outs.append(lit(cst[o], bo))
                 continue
-            terms = [Term(tap(base + int(i), int(ky), j0 + int(kx)), abs(int(codes[o, i, ky, kx])) - 1,
-                          bool(codes[o, i, ky, kx] < 0)) for i, ky, kx in nz]
-            bt = net.const_term(int(bias[o]) + _round(op.shift))
-            q, _, _ = net.requant(net.tree(terms + ([bt] if bt else [])), op.shift, op.clamp_lo, op.clamp_hi, bo)
+            if graph is None:
+                ts = terms(o, tap, j0)
+                bt = net.const_term(acc0[o])
+                root = net.tree(ts + ([bt] if bt else []))
+            else:   # the graph's output includes the bias and rounding constant
+                root = roots[o]
+            q, _, _ = net.requant(root, op.shift, op.clamp_lo, op.clamp_hi, bo)
             outs.append(q)
         lw = c_out * bo
         net.wire(f"lane{lane}", lw, _concat(outs))
@@ -190,4 +215,13 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1):
     text = _header(name, [("in", gw)], ow_bits, L)
     return Module(name, "conv", op.name, text, ["in"], [gw], ow_bits, ht * wt, net.adders, net.adder_bits,
                   net.reg_bits, {"kernel": [int(kh), int(kw)], "stride": list(op.stride), "padding": list(op.padding),
-                                 "groups": groups, "traversal": [ht, wt], "lanes_in": g, "lanes_out": p_out})
+                                 "groups": groups, "traversal": [ht, wt], "lanes_in": g, "lanes_out": p_out,
+                                 **adder_info(net, naive, graph is not None, p_out)})
+
+
+def adder_info(net: Net, naive: Net, shared: bool, copies: int = 1) -> dict:
+    """Manifest fields of a module's adder network: shared or not, the naive trees' figures
+    (`naive` counts one copy; `copies` lanes instantiate it) and the adder depths."""
+    k = copies if shared else 1
+    return {"shared": shared, "adders_naive": naive.adders * k, "adder_bits_naive": naive.adder_bits * k,
+            "adder_depth": net.depth, "adder_depth_naive": naive.depth}

@@ -6,10 +6,16 @@ Constant shifts and negations are wiring; only `hf_add` instances are adders. Ad
 balanced (depth ceil(log2 n)); combining two terms factors out their common shift, so low-order
 zero bits never enter an adder, and two negated terms are added and stay negated, so a negation
 costs nothing until the root (where `hf_requant` absorbs it).
+
+`graph_terms` emits a shared adder graph (hashiflex.ir.adder_graph, solved once per layer)
+instead: one `hf_add` per graph adder, in the graph's topological order, each sized from its
+own interval (the graph's inputs include the bias constants, so its outputs are whole sums).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..ir.intervals import bits_for
 
@@ -29,6 +35,7 @@ class Sig:
     name: str
     lo: int
     hi: int
+    depth: int = 0        # adder levels from the module's inputs (0: an input or a constant)
 
     @property
     def width(self) -> int:
@@ -47,13 +54,17 @@ class Term:
 
 
 class Net:
-    """Body lines of one module plus its adder and register statistics."""
+    """Body lines of one module plus its adder and register statistics.
 
-    def __init__(self):
+    emit=False only counts (adders, adder bits, depth): no lines are written."""
+
+    def __init__(self, emit: bool = True):
         self.lines: list[str] = []
+        self.emit = emit
         self.n = 0
         self.adders = 0
         self.adder_bits = 0
+        self.depth = 0        # most adder levels of any adder
         self.reg_bits = 0
         self.consts: dict[tuple[int, int], Sig] = {}
 
@@ -62,6 +73,8 @@ class Net:
         return f"{prefix}{self.n}"
 
     def wire(self, name: str, width: int, expr: str | None = None) -> None:
+        if not self.emit:
+            return
         rng = f"[{width - 1}:0] " if width > 1 else ""
         self.lines.append(f"wire {rng}{name}" + (f" = {expr};" if expr is not None else ";"))
 
@@ -92,15 +105,51 @@ class Net:
             lo, hi = (a.sig.lo << la) - (b.sig.hi << lb), (a.sig.hi << la) - (b.sig.lo << lb)
         else:
             lo, hi = (a.sig.lo << la) + (b.sig.lo << lb), (a.sig.hi << la) + (b.sig.hi << lb)
-        y = Sig(self.fresh(), lo, hi)
+        y = Sig(self.fresh(), lo, hi, max(a.sig.depth, b.sig.depth) + 1)
         w = y.width
-        self.wire(y.name, w)
-        self.lines.append(
-            f"hf_add #(.WA({a.sig.width}),.SA({a.sig.signed}),.LA({la}),.WB({b.sig.width}),.SB({b.sig.signed}),"
-            f".LB({lb}),.NA(0),.SUB({int(sub)}),.WO({w})) u_{y.name} (.a({a.sig.name}),.b({b.sig.name}),.y({y.name}));")
+        if self.emit:
+            self.wire(y.name, w)
+            self.lines.append(
+                f"hf_add #(.WA({a.sig.width}),.SA({a.sig.signed}),.LA({la}),.WB({b.sig.width}),.SB({b.sig.signed}),"
+                f".LB({lb}),.NA(0),.SUB({int(sub)}),.WO({w})) u_{y.name} (.a({a.sig.name}),.b({b.sig.name}),"
+                f".y({y.name}));")
         self.adders += 1
         self.adder_bits += w
+        self.depth = max(self.depth, y.depth)
         return Term(y, m, a.neg and b.neg)
+
+    def graph_terms(self, g, inp) -> list[Term | None]:
+        """Emit the adders of an adder graph g (hashiflex.ir.adder_graph.AdderGraph); inp(j) is
+        input j's Sig (asked only for inputs the graph reads). Returns every output's term.
+
+        Shared adders (the first g.n_shared) are emitted once each, positive, in index order. The
+        rest form one private tree per output; each is emitted for the sign its output wants (a
+        negation is pushed down to the leaves, where `add` turns it into a subtraction), so an
+        output stays negated, and needs `hf_requant`'s negation, only when every leaf under it is
+        negated, as in the naive trees."""
+        n, ns = g.n_inputs, g.n_shared
+        a, b, sh, sg = (v.tolist() for v in (g.a, g.b, g.shift, g.sign))
+        shared: list[Sig] = []
+        leaf = lambda k: inp(k) if k < n else shared[k - n]  # noqa: E731
+        for k in range(ns):   # operands of a shared adder are inputs or earlier shared adders
+            shared.append(self.add(Term(leaf(a[k])), Term(leaf(b[k]), sh[k], sg[k] < 0)).sig)
+        uses = np.bincount(np.concatenate([g.a[ns:], g.b[ns:], g.out_node[g.out_node >= n + ns]]),
+                           minlength=n + len(a))[n + ns:]
+        if np.any(uses != 1):
+            raise ValueError("adder graph: every per-output tree adder must have exactly one use")
+
+        def term(k: int, neg: bool) -> Term:   # (-1)^neg * node k
+            if k < n + ns:
+                return Term(leaf(k), 0, neg)
+            i = k - n
+            ta, tb = term(a[i], neg), term(b[i], neg != (sg[i] < 0))
+            return self.add(ta, Term(tb.sig, tb.shift + sh[i], tb.neg))
+
+        outs: list[Term | None] = []
+        for k, s, sign in zip(g.out_node.tolist(), g.out_shift.tolist(), g.out_sign.tolist()):
+            t = None if k < 0 else term(k, sign < 0)
+            outs.append(None if t is None else Term(t.sig, t.shift + s, t.neg))
+        return outs
 
     def tree(self, terms: list[Term]) -> Term | None:
         """Balanced adder tree over terms (ordered positive first, then by shift, for sharing)."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
+from ..ir.adder_graph import layer_graph
 from ..ir.intervals import bits_for
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program
 from .common import (OUT_FIFO_DEPTH, Module, _concat, _header, _out_fifo, _rng, _round, _unused, stream_bits,
                      stream_range)
-from .conv import conv_module
+from .conv import adder_info, conv_module
 from .emit import Net, Sig, Term, constant_result, lit
 
 __all__ = ["OUT_FIFO_DEPTH", "layer_module", "stream_bits", "conv_module"]
@@ -129,7 +130,7 @@ def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module
                   net.reg_bits, {"mult": int(op.mult), "shift": int(op.shift), "lanes": lanes})
 
 
-def linear_module(name: str, op: Linear, prog: Program) -> Module:
+def linear_module(name: str, op: Linear, prog: Program, share: bool = True) -> Module:
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     codes = prog.arrays[op.weight].astype(np.int64)
     bias = prog.arrays[op.bias]
@@ -146,10 +147,18 @@ def linear_module(name: str, op: Linear, prog: Program) -> Module:
         net.wire(s.name, bi, f"in_data[{ch * bi + bi - 1}:{ch * bi}]" if c_in * bi > 1 else "in_data")
         xs.append(s)
     outs = []
+    solved = layer_graph(prog, op, bias) if share else None   # one solve per layer; inputs x, then constants
+    graph = solved[0] if solved else None
+    naive = net if graph is None else Net(emit=False)  # the naive trees, counted for the manifest
+    if graph is not None:
+        roots = net.graph_terms(graph, lambda j: xs[j] if j < c_in else net.const(solved[1][j - c_in]))
     for o in range(c_out):
         terms = [Term(xs[i], abs(int(codes[o, i])) - 1, bool(codes[o, i] < 0)) for i in np.flatnonzero(codes[o])]
-        bt = net.const_term(int(bias[o]))
-        q, _, _ = net.requant(net.tree(terms + ([bt] if bt else [])), 0, None, None, bo)
+        bt = naive.const_term(int(bias[o]))
+        root = naive.tree(terms + ([bt] if bt else []))
+        if graph is not None:
+            root = roots[o]   # includes the bias
+        q, _, _ = net.requant(root, 0, None, None, bo)
         outs.append(q)
     used = {int(i) for i in np.flatnonzero(np.any(codes != 0, axis=0))}
     net.wire("o_data", c_out * bo, _concat(outs))
@@ -157,18 +166,19 @@ def linear_module(name: str, op: Linear, prog: Program) -> Module:
     _unused(net, [s.name for i, s in enumerate(xs) if i not in used])
     text = _header(name, [("in", c_in * bi)], c_out * bo, L)
     return Module(name, "linear", op.name, text, ["in"], [c_in * bi], c_out * bo, 1, net.adders, net.adder_bits,
-                  net.reg_bits)
+                  net.reg_bits, adder_info(net, naive, graph is not None))
 
 
-def layer_module(name: str, op, prog: Program, lanes: int = 1) -> Module:
-    """The module of one op whose input streams carry `lanes` pixels per beat."""
+def layer_module(name: str, op, prog: Program, lanes: int = 1, share: bool = True) -> Module:
+    """The module of one op whose input streams carry `lanes` pixels per beat; `share`: pointwise
+    and full convs and the Po2 linear emit a shared adder graph instead of per-output trees."""
     if isinstance(op, Conv):
-        return conv_module(name, op, prog, lanes)
+        return conv_module(name, op, prog, lanes, share)
     if isinstance(op, Add):
         return add_module(name, op, prog, lanes)
     if isinstance(op, AvgPool):
         return pool_module(name, op, prog, lanes)
     if isinstance(op, Linear) and op.mode == "po2":
-        return linear_module(name, op, prog)
+        return linear_module(name, op, prog, share)
     raise TypeError(f"no RTL for op {op!r}")
 
