@@ -69,8 +69,9 @@ def random_images(shape: tuple[int, int, int], n: int, seed: int = 0) -> np.ndar
 
 
 def compile_build(out_dir, checkpoint: str | None = None, arch: str | None = None, prune: float = 0.0,
-                  exp_bits: int = 3, seed: int = 0) -> tuple[Program, dict]:
-    """Lower a checkpoint (or a random-weight `arch`) and write the IR into out_dir."""
+                  exp_bits: int = 3, seed: int = 0, classifier: str = "npu") -> tuple[Program, dict]:
+    """Lower a checkpoint (or a random-weight `arch`, with an int8 "npu" or a hardened "po2"
+    classifier) and write the IR into out_dir."""
     from pathlib import Path
 
     from ..errors import UserError
@@ -84,7 +85,7 @@ def compile_build(out_dir, checkpoint: str | None = None, arch: str | None = Non
     if arch is not None:
         if arch not in ARCHS:
             raise UserError(f"unknown --arch {arch!r}: choose from {sorted(ARCHS)}")
-        qc = QuantConfig(exp_bits=exp_bits, prune=prune).validate()
+        qc = QuantConfig(exp_bits=exp_bits, prune=prune, classifier=classifier).validate()
         q = random_qmodel(arch, qc, seed)
         prog = program_from_qmodel(q, {"arch": arch, "random_weights": True, "seed": seed,
                                        "model_config": q.cfg.to_dict(), "quant_config": qc.to_dict()})

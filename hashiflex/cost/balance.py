@@ -1,0 +1,235 @@
+"""Pipeline balancing: the cheapest stream formats (and NPU) that reach a throughput, and the
+Pareto front of (images/s, mm^2).
+
+What the RTL generates today: V = 1 everywhere and the lanes `plan_lanes` derives from the first
+layer's P (`hashiflex compile --parallelism P`); `rtl_front` sweeps P. What is modelled beyond it
+(docs/cost.md): every resolution (the ops reading a feature map of one spatial size) gets its own
+format, G pixels of a row x V rows per beat, with a width converter where a stride-2 conv's
+output format differs from the next resolution's. Per resolution the cheapest (G, V) meeting the
+cycle budget is found from a table computed once; a dynamic program over the chain of
+resolutions adds the converters. The int8 classifier's NPU is sized (lanes L, batch B) to keep
+pace; a Po2 classifier is hardened (one vector per image, never the bottleneck).
+"""
+from __future__ import annotations
+
+import math
+
+from ..errors import UserError
+from ..ir.spec import Conv, Program
+from ..rtl.schedule import hw_ops
+from . import design, model, storage
+
+
+def _groups(prog: Program) -> list[tuple[tuple, list]]:
+    """Ops by the spatial shape of their (first) input, in order of first appearance."""
+    out: dict[tuple, list] = {}
+    for op in hw_ops(prog):
+        shape = prog.tensors[prog.op_inputs(op)[0]].shape
+        out.setdefault(tuple(shape[1:]) if len(shape) == 3 else ("vector",), []).append(op)
+    return list(out.items())
+
+
+def _valid(prog: Program, convs: list[Conv], g: int, v: int) -> bool:
+    try:
+        for op in convs:
+            storage.conv_shape(op, prog, g, v)
+    except UserError:
+        return False
+    return True
+
+
+def _axis_options(prog: Program, convs, n: int, axis: int) -> list[int]:
+    """Lane counts along an axis (1: columns, G; 0: rows, V) of size n worth trying: the fewest
+    lanes for each number of steps per image along that axis."""
+    best, opts = None, []
+    for k in range(1, n + 3):
+        g, v = (k, 1) if axis == 1 else (1, k)
+        if not _valid(prog, convs, g, v):
+            continue
+        if convs:
+            shapes = [storage.conv_shape(op, prog, g, v) for op in convs]
+            c = max(sh[0].steps if axis == 1 else sh[2] for sh in shapes)
+        else:
+            c = -(-n // k)
+        if best is None or c < best:
+            best = c
+            opts.append(k)
+    return opts
+
+
+class Balancer:
+    def __init__(self, prog: Program, clock_ghz: float | None = None, manifest: dict | None = None,
+                 max_rows: int | None = None):
+        self.prog = prog
+        self.models = model.models_for(prog, manifest)
+        self.by_name = {m.op.name: m for m in self.models}
+        self.clock, self.pipeline = design.clock_for(self.models, clock_ghz)
+        self.period = 1.0 / self.clock if self.pipeline else None
+        self.groups = _groups(prog)
+        self.full: list[dict] = []     # per resolution: every valid (g, v) -> (g, v, cycles, area)
+        self.tables = [self._table(shape, ops, max_rows) for shape, ops in self.groups]
+
+    def _table(self, shape, ops, max_rows):
+        """[(g, v, cycles, area um^2)] of one resolution, Pareto-pruned on (cycles, area)."""
+        if shape == ("vector",):
+            return [(1, 1, 1, sum(self.by_name[o.name].estimate(1, 1, self.period).area_um2 for o in ops))]
+        convs = [o for o in ops if isinstance(o, Conv)]
+        h, w = shape
+        gs = _axis_options(self.prog, convs, w, 1)
+        vs = _axis_options(self.prog, convs, h, 0)[: max_rows or None]
+        has_input = any(self.prog.op_inputs(o)[0] == self.prog.input for o in ops)
+        rows = []
+        for v in vs:
+            for g in gs:
+                if not _valid(self.prog, convs, g, v):
+                    continue
+                ls = [self.by_name[o.name].estimate(g, v, self.period) for o in ops]
+                cyc = max(L.cycles for L in ls)
+                if has_input:
+                    cyc = max(cyc, -(-h // v) * -(-w // g))
+                rows.append((g, v, cyc, sum(L.area_um2 for L in ls)))
+        self.full.append({(r[0], r[1]): r for r in rows})
+        front, best = [], math.inf
+        for r in sorted(rows, key=lambda r: (r[3], r[2])):   # keep rows no cheaper row beats in cycles
+            if r[2] < best:
+                front.append(r)
+                best = r[2]
+        return front
+
+    def _crossing(self, gi: int, fmt, nxt) -> float:
+        """Converter area between resolution gi (format fmt) and the next one (format nxt)."""
+        area = 0.0
+        for o in self.groups[gi][1]:
+            if isinstance(o, Conv) and o.stride != (1, 1):
+                f_out = storage.out_format(self.prog, o, *fmt)
+                if f_out != nxt:
+                    area += design.converter(self.prog, o.output, f_out, nxt).area_um2
+        return area
+
+    def cheapest(self, target_cycles: float) -> dict[str, tuple[int, int]] | None:
+        """Formats of the cheapest design whose every layer takes at most target_cycles."""
+        states = [{}]
+        for gi, table in enumerate(self.tables):
+            opts = [r for r in table if r[2] <= target_cycles]
+            if not opts:
+                return None
+            opts = sorted(opts, key=lambda r: r[3])[:24]
+            if gi:   # also the formats the previous resolution's strided convs hand over (no converter)
+                for prev_fmt in states[-1]:
+                    for o in self.groups[gi - 1][1]:
+                        if isinstance(o, Conv) and o.stride != (1, 1):
+                            r = self.full[gi].get(storage.out_format(self.prog, o, *prev_fmt))
+                            if r is not None and r[2] <= target_cycles and r not in opts:
+                                opts.append(r)
+            nxt = {}
+            for r in opts:
+                fmt = (r[0], r[1])
+                best = None
+                for prev_fmt, (cost, path) in states[-1].items() if gi else [(None, (0.0, []))]:
+                    c = cost + r[3] + (self._crossing(gi - 1, prev_fmt, fmt) if gi else 0.0)
+                    if best is None or c < best[0]:
+                        best = (c, path + [fmt])
+                nxt[fmt] = best
+            states.append(nxt)
+        _, path = min(states[-1].values(), key=lambda s: s[0])
+        return {o.name: fmt for (shape, ops), fmt in zip(self.groups, path) for o in ops}
+
+    def evaluate(self, formats, npu: dict | None = None) -> dict:
+        return design.evaluate(self.prog, self.models, formats, self.clock, pipeline=self.pipeline, npu=npu)
+
+    def design_for(self, target_cycles: float) -> dict | None:
+        f = self.cheapest(target_cycles)
+        if f is None:
+            return None
+        nop = model.npu_op(self.prog)
+        npu = None
+        if nop is not None:
+            n, k = (int(s) for s in self.prog.arrays[nop.weight].shape)
+            try:
+                L = model.size_npu(n, k, target_cycles, model.feat_bits(self.prog, nop))
+            except UserError:
+                return None     # no NPU keeps pace with this budget
+            npu = {"lanes": L.g, "batch": L.v}
+        res = self.evaluate(f, npu)
+        res["target_cycles"] = target_cycles
+        return res
+
+    def min_cycles(self) -> float:
+        return max(min(r[2] for r in t) for t in self.tables)
+
+    def front(self, points: int = 24) -> list[dict]:
+        """Pareto front of (images/s, mm^2) over cycle budgets from P = 1's down to the minimum
+        (at most 1000x faster)."""
+        top = max(max(r[2] for r in t) for t in self.tables)
+        lo = max(self.min_cycles(), top / 1000)      # beyond 1000x the P = 1 speed is not worth listing
+        budgets = sorted({int(round(lo * (top / lo) ** (i / max(points - 1, 1)))) for i in range(points)} | {int(lo)})
+        designs = [d for d in (self.design_for(b) for b in budgets) if d is not None]
+        return pareto(designs)
+
+    def rtl_front(self) -> list[dict]:
+        """Designs the RTL generates today: the first layer's P swept (V = 1, derived lanes)."""
+        out, seen = [], set()
+        w = self.prog.tensors[self.prog.input].shape[2]
+        for p in range(1, w + 1):
+            try:
+                f = design.rtl_formats(self.prog, p)
+            except UserError:
+                continue
+            key = tuple(sorted(f.items()))
+            if key in seen:
+                continue
+            seen.add(key)
+            cyc = max(storage.cycles(self.prog, self.by_name[n].op, *fm) for n, fm in f.items())
+            if out and cyc >= out[-1]["cycles_per_image"]:
+                continue
+            nop = model.npu_op(self.prog)
+            npu = None
+            if nop is not None:
+                n, k = (int(s) for s in self.prog.arrays[nop.weight].shape)
+                L = model.size_npu(n, k, cyc, model.feat_bits(self.prog, nop))
+                npu = {"lanes": L.g, "batch": L.v}
+            d = self.evaluate(f, npu)
+            d["parallelism"] = p
+            out.append(d)
+        return pareto(out)
+
+
+def pareto(designs: list[dict]) -> list[dict]:
+    """Designs no other is both faster and smaller than, by images/s."""
+    out = []
+    for d in sorted(designs, key=lambda d: (-d["images_per_s"], d["area_mm2"])):
+        if not out or d["area_mm2"] < out[-1]["area_mm2"] - 1e-12:
+            out.append(d)
+    return sorted(out, key=lambda d: d["images_per_s"])
+
+
+def balance(prog: Program, clock_ghz: float | None = None, target_ips: float | None = None,
+            area_mm2: float | None = None, manifest: dict | None = None) -> tuple[dict, list[dict], list[dict]]:
+    """(chosen design, model Pareto front, RTL Pareto front) for a throughput or area target."""
+    if target_ips is not None and area_mm2 is not None:
+        raise UserError("give either --target-ips or --area-mm2, not both")
+    b = Balancer(prog, clock_ghz, manifest)
+    front = b.front()
+    rtl = b.rtl_front()
+    if target_ips is not None:
+        if not target_ips > 0:
+            raise UserError(f"--target-ips must be > 0 (got {target_ips})")
+        budget = b.clock * 1e9 / target_ips
+        best = b.design_for(budget)
+        if best is None:
+            best = max(front, key=lambda d: d["images_per_s"])
+            best["target_met"] = False
+        else:
+            best["target_met"] = True
+        best["target_ips"] = target_ips
+    else:
+        if not area_mm2 > 0:
+            raise UserError(f"--area-mm2 must be > 0 (got {area_mm2})")
+        fit = [d for d in front if d["area_mm2"] <= area_mm2]
+        if not fit:
+            raise UserError(f"the smallest design the model finds needs {front[0]['area_mm2']:.3f} mm^2 "
+                            f"(> --area-mm2 {area_mm2})")
+        best = max(fit, key=lambda d: d["images_per_s"])
+        best["target_area_mm2"] = area_mm2
+    return best, front, rtl
+

@@ -1,0 +1,302 @@
+"""Area, energy and throughput of a HaShiFlex design at 7nm (constants: cost.tech; spec:
+docs/cost.md).
+
+A design is the IR plus a stream format per hardware layer: G pixels of a row per beat (the
+RTL's lanes) and V rows per beat (V > 1 is modelled, not generated), and an NPU (lanes L,
+batch B) for an int8 classifier. Per layer:
+  area   = adder carry bits x A_CARRY_BIT + requantizer bits x A_REQUANT_BIT + register bits x A_REG_BIT
+           + arrays (flip-flops below tech.SRAM_MIN_BITS, two-port SRAM macros above)
+           + pipeline registers (when the clock needs them) + a fixed control budget
+  energy = per image: adder bits x output pixels x E_ADDER_BIT + requantizer bits x output pixels
+           x E_REQUANT_BIT + clocked register bits x cycles x E_FF_BIT + array bits read and
+           written x E per bit (SRAM or flip-flop)
+  cycles = the generator's cycles per image; the design runs at its slowest layer (or the NPU).
+Counts come from the manifest when the build has RTL (adders after sharing), else from the IR
+(cost.counts: the generator's naive trees, replayed).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from ..errors import UserError
+from ..ir.spec import Add, AvgPool, Conv, Linear, Program
+from ..rtl.common import stream_bits
+from ..rtl.schedule import hw_ops
+from . import counts, storage, tech
+
+
+@dataclass
+class Layer:
+    name: str
+    kind: str
+    g: int = 1
+    v: int = 1
+    copies: int = 1
+    adders: int = 0
+    adder_bits: int = 0
+    carry_bits: int = 0
+    requant_bits: int = 0
+    reg_bits: int = 0
+    ff_array_bits: int = 0
+    sram_bits: int = 0
+    pipe_reg_bits: int = 0
+    cycles: float = 0
+    depth: int = 0
+    max_width: int = 0
+    area: dict = field(default_factory=dict)
+    energy_pj: float = 0.0
+
+    @property
+    def area_um2(self) -> float:
+        return sum(self.area.values())
+
+    def row(self) -> dict:
+        d = asdict(self)
+        d["area_um2"] = self.area_um2
+        return d
+
+
+def kind_of(prog: Program, op) -> str:
+    if isinstance(op, Conv):
+        kh, kw = prog.arrays[op.weight].shape[2:]
+        if op.groups > 1 and op.groups == prog.tensors[op.input].shape[0]:
+            return f"dw{kh}x{kw}" + (f"/s{op.stride[0]}" if op.stride[0] > 1 else "")
+        if kh == kw == 1:
+            return "pw1x1"
+        return f"conv{kh}x{kw}" + (f"/s{op.stride[0]}" if op.stride[0] > 1 else "")
+    return {Add: "add", AvgPool: "avgpool", Linear: "linear-po2"}[type(op)]
+
+
+def sram_area(bits: int, width: int, two_port: bool) -> float:
+    """Macro area: bitcells / array efficiency, plus fixed periphery per macro (banked by size
+    and by word width)."""
+    per_bit = tech.A_SRAM_BIT_2P if two_port else tech.A_SRAM_BIT_1P
+    macros = max(math.ceil(bits / tech.SRAM_MACRO_MAX_BITS), math.ceil(width / tech.SRAM_MACRO_MAX_WIDTH), 1)
+    return bits * per_bit + macros * tech.A_SRAM_MACRO_FIXED
+
+
+def array_cost(words: int, width: int, accesses: float, two_port: bool = True, sram: bool = True
+               ) -> tuple[float, float, bool]:
+    """(area um^2, energy pJ per image, is_sram) of a words x width array accessed `accesses`
+    words per image (each a read or a write of `width` bits); sram=False: flip-flops always."""
+    bits = words * width
+    if sram and bits >= tech.SRAM_MIN_BITS and words >= tech.SRAM_MIN_WORDS:
+        return sram_area(bits, width, two_port), accesses * width * tech.E_SRAM_BIT_SMALL, True
+    return bits * tech.a_mem_ff_bit(words), accesses * width * tech.E_FF_BIT, False
+
+
+def stage_delay_ns(depth: int, width: int, requant: bool = True) -> float:
+    return tech.T_REG + (depth + width) * tech.T_FA + (tech.T_REQUANT if requant else 0.0)
+
+
+def levels_per_stage(period_ns: float, width: int) -> int:
+    """Most adder levels a stage can hold at this clock (ripple adders; 0: not reachable)."""
+    return int(math.floor((period_ns - tech.T_REG - tech.T_REQUANT) / tech.T_FA - width + 1e-9))
+
+
+class LayerModel:
+    """Per-op invariants (the adder network of one copy), then any format's cost."""
+
+    def __init__(self, prog: Program, op, network: counts.Network | None = None, shared_per_copy=None):
+        self.prog, self.op = prog, op
+        self.kind = kind_of(prog, op)
+        self._net = network
+        self.shared = shared_per_copy      # (adders, adder_bits, depth) of one copy from the manifest
+        self._pool_nets: dict[int, counts.Network] = {}
+        self._taps = None
+        # once-per-image logic (the Po2 classifier) has a whole image's cycles: a multicycle path
+        self.timed = not isinstance(op, Linear)
+
+    def network(self, g: int = 1, v: int = 1) -> counts.Network:
+        if isinstance(self.op, AvgPool):
+            k = g * v
+            if k not in self._pool_nets:
+                self._pool_nets[k] = counts.adder_network(self.prog, self.op, k)
+            return self._pool_nets[k]
+        if self._net is None:
+            self._net = counts.adder_network(self.prog, self.op)
+        return self._net
+
+    def out_pixels(self) -> int:
+        t = self.prog.tensors[self.op.output]
+        return int(t.shape[1] * t.shape[2]) if len(t.shape) == 3 else 1
+
+    def estimate(self, g: int = 1, v: int = 1, period_ns: float | None = None, sram: bool = True) -> Layer:
+        """The layer fed G lanes x V rows per beat; period_ns: pipeline its trees for this clock;
+        sram=False: every array in flip-flops (as Yosys maps them, for calibration)."""
+        prog, op = self.prog, self.op
+        net = self.network(g, v)
+        k = storage.copies(prog, op, g, v)
+        cyc = storage.cycles(prog, op, g, v)
+        adders, bits, depth = net.adders, net.adder_bits, net.depth
+        carry = net.carry_bits
+        if self.shared is not None:   # the manifest's (shared) network; carry bits in the naive ratio
+            adders, bits, depth = self.shared
+            carry = round(bits * net.carry_bits / max(net.adder_bits, 1))
+        L = Layer(op.name, self.kind, g, v, k, adders * k, bits * k, carry * k, net.requant_bits * k, cycles=cyc,
+                  depth=depth, max_width=net.max_width)
+        if isinstance(op, Conv) and self._taps is None:
+            self._taps = (storage.used_taps(prog, op), int(storage.live_outputs(prog, op).sum()))
+        st = storage.storage(prog, op, g, v, taps=self._taps)
+        L.reg_bits = st.reg_bits
+        evals = self.out_pixels() if not isinstance(op, AvgPool) else cyc
+        e = carry * evals * tech.E_ADDER_BIT + net.requant_bits * (self.out_pixels()) * tech.E_REQUANT_BIT
+        e += st.reg_bits * cyc * tech.E_FF_BIT
+        a_arr = 0.0
+        out_beats = 1 if len(prog.tensors[op.output].shape) == 1 else cyc
+        for name, words, width in st.arrays:
+            acc = 2 * cyc if name == "linebuf" else 2 * out_beats
+            a, en, is_sram = array_cost(words, width, acc, sram=sram)
+            a_arr += a
+            e += en
+            if is_sram:
+                L.sram_bits += words * width
+            else:
+                L.ff_array_bits += words * width
+        if period_ns is not None and self.timed and depth and stage_delay_ns(depth, net.max_width) > period_ns:
+            per = levels_per_stage(period_ns, net.max_width)
+            if per < 1:
+                raise UserError(f"layer {op.name}: {net.max_width}-bit ripple adders cannot meet a {period_ns:.3f} ns "
+                                f"clock (the model's limit is {1 / stage_delay_ns(1, net.max_width):.2f} GHz)")
+            cuts = [lv for lv in range(per, depth, per)]
+            L.pipe_reg_bits = sum(net.level_bits[c - 1] for c in cuts if c - 1 < len(net.level_bits)) * k
+            e += L.pipe_reg_bits * self.out_pixels() / max(k, 1) * tech.E_FF_BIT
+        L.area = {"adders": L.carry_bits * tech.A_CARRY_BIT, "requant": L.requant_bits * tech.A_REQUANT_BIT,
+                  "registers": (L.reg_bits + L.pipe_reg_bits) * tech.A_REG_BIT, "arrays": a_arr,
+                  "control": tech.A_MODULE_CONTROL}
+        L.energy_pj = e
+        return L
+
+
+# -- NPU ---------------------------------------------------------------------------------------
+def npu_cycles(n: int, k: int, lanes: int, batch: int, drain: int = tech.DEFAULT_NPU_DRAIN) -> float:
+    """Cycles per image: one pass over the N x ceil(K/L) weight words serves B images."""
+    return (n * -(-k // lanes) + drain) / batch
+
+
+def npu_estimate(n: int, k: int, lanes: int, batch: int, feat_bits: int = 8, entry: dict | None = None) -> Layer:
+    """The programmable NPU: L*B int8 multipliers, B adder trees over L products into int32
+    accumulators, B scale multipliers, a single-port weight SRAM of N*K*8 bits (L*8 bits wide) plus
+    int32 bias and 16-bit scale per output, double-buffered feature vectors and a logit buffer.
+    With the manifest's "npu" entry its counted multipliers, adders, registers and memories."""
+    L = Layer("npu", "npu", lanes, batch, lanes * batch)
+    mults = lanes * batch
+    if entry:
+        mults = int(entry.get("multipliers", mults))
+        L.adders = int(entry.get("adders", 0))
+        L.adder_bits = L.adders * int(entry.get("acc_bits", 32))
+        L.reg_bits = int(entry.get("register_bits", 0))
+        wbits = int(entry.get("memory_bits", n * k * 8))
+        pbits = int(entry.get("param_memory_bits", n * 48))
+        scale_mults = int(entry.get("scale_multipliers", batch))
+        L.cycles = float(entry.get("cycles_per_image_with_drain", entry.get("cycles_per_image")))
+    else:
+        L.adders = batch * lanes                            # L-1 tree adders + the accumulator
+        L.adder_bits = batch * ((lanes - 1) * (16 + max(0, (lanes - 1).bit_length()) // 2) + 32)
+        L.reg_bits = 2 * batch * k * feat_bits + batch * (32 + n * 32)
+        wbits, pbits, scale_mults = -(-k // lanes) * lanes * n * 8, n * 48, batch
+        L.cycles = npu_cycles(n, k, lanes, batch)
+    L.carry_bits = L.adder_bits
+    a_w = sram_area(wbits, lanes * 8, two_port=False)
+    p_sram = pbits >= tech.SRAM_MIN_BITS and pbits // 48 >= tech.SRAM_MIN_WORDS
+    a_p = sram_area(pbits, 48, two_port=False) if p_sram else pbits * tech.a_mem_ff_bit(-(-pbits // 48))
+    L.sram_bits = wbits + (pbits if p_sram else 0)
+    L.area = {"multipliers": mults * tech.A_MUL8 + scale_mults * tech.A_MUL32X16,
+              "adders": L.carry_bits * tech.A_CARRY_BIT,
+              "registers": L.reg_bits * tech.A_REG_BIT, "arrays": a_w + a_p, "control": 20 * tech.A_MODULE_CONTROL}
+    # energy per image: every MAC once, each weight bit read once per batch, feature + logit traffic
+    L.energy_pj = (n * k * tech.E_MAC + n * k * 8 / batch * tech.E_SRAM_BIT_LARGE + n * 32 * tech.E_FF_BIT
+                   + k * feat_bits * 2 * tech.E_FF_BIT)
+    return L
+
+
+def npu_op(prog: Program):
+    op = next((o for o in prog.ops if o.output == prog.output), None)
+    return op if isinstance(op, Linear) and op.mode == "int8" else None
+
+
+def size_npu(n: int, k: int, target_cycles: float, feat_bits: int = 8, max_batch: int = 64) -> Layer:
+    """The smallest-area NPU (lanes L, batch B) whose cycles per image keep pace with the target."""
+    best = None
+    lanes_opts = sorted({-(-k // s) for s in range(1, k + 1)})     # fewest lanes for each words/row
+    for lanes in lanes_opts:
+        for batch in range(1, max_batch + 1):
+            if npu_cycles(n, k, lanes, batch) > target_cycles:
+                continue
+            cand = npu_estimate(n, k, lanes, batch, feat_bits)
+            if best is None or cand.area_um2 < best.area_um2:
+                best = cand
+            break   # more batch only adds buffers at these lanes
+    if best is None:
+        raise UserError(f"no NPU up to batch {max_batch} keeps pace with {target_cycles:.0f} cycles per image")
+    return best
+
+
+# -- whole designs ---------------------------------------------------------------------------
+def skip_fifo_layers(fifos: list[dict]) -> list[Layer]:
+    out = []
+    for f in fifos:
+        words, width = int(f["depth"]), int(f["width"])
+        a, e, sram = array_cost(words, width, 0)
+        L = Layer(f"skip:{f['add']}", "skip-fifo", reg_bits=2 * max(1, (words - 1).bit_length()) + words.bit_length())
+        L.sram_bits, L.ff_array_bits = (words * width, 0) if sram else (0, words * width)
+        L.area = {"arrays": a, "registers": L.reg_bits * tech.A_REG_BIT}
+        L.energy_pj = 2 * width * float(f.get("beats_per_image", 0)) * (
+            tech.E_SRAM_BIT_SMALL if sram else tech.E_FF_BIT)
+        out.append(L)
+    return out
+
+
+def summarize(layers: list[Layer], cycles: dict[str, float], clock_ghz: float, extra: dict | None = None) -> dict:
+    """Totals of a design: images/s at the clock, mm^2, pJ/image, and the per-layer list."""
+    bottleneck = max(cycles, key=lambda n: cycles[n])
+    cpi = cycles[bottleneck]
+    area = sum(L.area_um2 for L in layers)
+    by = {}
+    for L in layers:
+        for k, v in L.area.items():
+            by[k] = by.get(k, 0.0) + v
+    hard = [L for L in layers if L.kind not in ("npu",)]
+    return {
+        "images_per_s": clock_ghz * 1e9 / cpi, "cycles_per_image": cpi, "bottleneck": bottleneck,
+        "clock_ghz": clock_ghz, "area_mm2": area / 1e6, "area_breakdown_mm2": {k: v / 1e6 for k, v in by.items()},
+        "energy_pj_per_image": sum(L.energy_pj for L in layers),
+        "adders": sum(L.adders for L in hard), "adder_bits": sum(L.adder_bits for L in hard),
+        "register_bits": sum(L.reg_bits + L.ff_array_bits + L.pipe_reg_bits for L in hard),
+        "sram_bits": sum(L.sram_bits for L in hard),
+        "npu_area_mm2": sum(L.area_um2 for L in layers if L.kind == "npu") / 1e6,
+        "layers": [L.row() for L in layers], **(extra or {}),
+    }
+
+
+def critical(models: list[LayerModel]) -> tuple[str, float]:
+    """(layer, ns) of the slowest unpipelined register-to-register path (trees as generated)."""
+    return max(((m.op.name, stage_delay_ns(m.shared[2] if m.shared else m.network().depth, m.network().max_width))
+                for m in models if m.timed), key=lambda t: t[1])
+
+
+def fmax_ghz(models: list[LayerModel]) -> float:
+    """Clock of the trees as generated (unpipelined): the slowest layer's register-to-register path."""
+    return 1.0 / critical(models)[1]
+
+
+def feat_bits(prog: Program, op) -> int:
+    return stream_bits(prog.tensors[op.input])
+
+
+def models_for(prog: Program, manifest: dict | None = None) -> list[LayerModel]:
+    """One LayerModel per hardware op; with a manifest, each copy's adders come from it."""
+    mods = {m["op"]: m for m in (manifest or {}).get("modules", [])}
+    out = []
+    for op in hw_ops(prog):
+        m = mods.get(op.name)
+        shared = None
+        if m is not None and not isinstance(op, AvgPool):
+            k = max(1, int(m.get("P", 1))) if isinstance(op, (Conv, Add)) else 1
+            shared = (int(m["adders"]) // k, int(m["adder_bits"]) // k, int(m.get("adder_depth", 0) or 0))
+        lm = LayerModel(prog, op, shared_per_copy=shared)
+        if shared is not None and not shared[2]:
+            lm.shared = (shared[0], shared[1], lm.network().depth)
+        out.append(lm)
+    return out
