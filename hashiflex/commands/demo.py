@@ -68,9 +68,13 @@ def _steps(out: Path, data_opt: list[str], a) -> list[tuple[str, object]]:
         ("Verilator: small-po2 vs golden", lambda: _run(["verify", bs, "--images", str(a.images), *data_opt])),
         ("compile mobilenetv2-224, 50 % pruned (IR)", lambda: _run(["compile", "--arch", "mobilenetv2-224",
                                                                     "--prune", "0.5", "--no-rtl", "--out", b224])),
-        ("MobileNetV2-224 hardened + NPU at 4 M img/s", lambda: _run(["estimate", b224, "--target-ips", "4e6"])),
-        ("MobileNetV2-224 fully hardened at 4 M img/s", lambda: _run(["estimate", b224, "--target-ips", "4e6",
-                                                                      "--fully-hardened"])),
+        ("compile mobilenetv2-224 fully hardened (IR)", lambda: _run(["compile", "--arch", "mobilenetv2-224",
+                                                                      "--prune", "0.5", "--classifier", "po2",
+                                                                      "--no-rtl", "--out", b224 + "-po2"])),
+        ("MobileNetV2-224 hardened + NPU, balanced to 4 M img/s", lambda: _run(["estimate", b224, "--target-ips",
+                                                                                "4e6"])),
+        ("MobileNetV2-224 fully hardened, balanced to 4 M img/s", lambda: _run(["estimate", b224 + "-po2",
+                                                                                "--target-ips", "4e6"])),
         ("CPU baseline (float32 PyTorch, measured)", lambda: _cpu_baseline(a.cpu_images)),
         ("fine-tune the NPU head on digits", lambda: _run(["finetune", b, "--dataset", "digits",
                                                            "--out", str(out / "digits.npuimg")])),
@@ -78,7 +82,7 @@ def _steps(out: Path, data_opt: list[str], a) -> list[tuple[str, object]]:
 
 
 KEYS = ["fp32", "golden", "compare", "compile", "estimate", "pareto", "compile_small", "verify", "compile_224",
-        "estimate_224_npu", "estimate_224_hardened", "cpu_baseline", "finetune"]
+        "compile_224_po2", "estimate_224_npu", "estimate_224_hardened", "cpu_baseline", "finetune"]
 
 
 def _summary(res: dict, steps: list[dict]) -> dict:

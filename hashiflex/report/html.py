@@ -116,9 +116,14 @@ def _cost(s: dict) -> str:
     if not e:
         return out[0] + '<p class="note">not run</p>'
     out.append(_table(["figure", "value"], _estimate_rows(e)))
-    out.append(_img(plots.area_by_layer_plot(e.get("layers") or []), "area by layer"))
+    layers = [{"name": L.get("name"), "area_mm2": L["area_mm2"] if L.get("area_mm2") is not None
+               else (L["area_um2"] / 1e6 if L.get("area_um2") is not None else None)} for L in e.get("layers") or []]
+    out.append(_img(plots.area_by_layer_plot(layers), "area by layer"))
     bal = s.get("pareto") or {}
-    out.append(_img(plots.pareto_plot(bal.get("pareto") or e.get("pareto") or [], e), "images/s vs area"))
+    out.append(_img(plots.pareto_plot(bal.get("front") or bal.get("pareto") or [], e), "images/s vs area"))
+    if bal.get("front"):
+        out.append('<p class="note">Pareto front of the balancer (model formats; docs/cost.md says which of them '
+                   "today's RTL generates).</p>")
     return "\n".join(out)
 
 

@@ -86,12 +86,16 @@ def _ports(in_w: int, outs: list[dict]) -> list[dict]:
     return [{"name": n, "direction": d, "width": w} for n, d, w in ps]
 
 
-def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1) -> dict:
+def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, share: bool = True,
+                 npu=None) -> dict:
     """Write the streaming RTL of `prog` (interval analysis must have run) into out_dir: one .v
     per layer module, hf_prims.v, hf_top.v and manifest.json (each written to a temporary name,
     then renamed). `parallelism` is the first layer's P (output pixels per cycle) as an int, or
-    {layer name: P}; later layers' P follow from the strides (see plan_lanes). Returns the
-    manifest."""
+    {layer name: P}; later layers' P follow from the strides (see plan_lanes). `share`: pointwise
+    and full convs and the Po2 linear emit a shared adder graph (hashiflex.ir.adder_graph, one
+    solve per layer) instead of one tree per output channel. `npu` (an rtl.npu.NPUConfig): with an
+    int8 classifier, also the NPU and the chip top hf_chip (manifest entry "npu", docs/npu.md); the
+    files above are the same with or without it. Returns the manifest."""
     if any(op.acc_lo is None for op in prog.ops):
         raise UserError("the program has no interval analysis: run hashiflex.ir.intervals.analyze first")
     empty = [t.name for t in prog.tensors.values() if 0 in t.shape]
@@ -106,7 +110,7 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1) 
 
     modules = []
     for i, op in enumerate(ops):
-        m = layer_module(f"hf_l{i:02d}_{_sanitize(op.name)}", op, prog, lanes[prog.op_inputs(op)[0]])
+        m = layer_module(f"hf_l{i:02d}_{_sanitize(op.name)}", op, prog, lanes[prog.op_inputs(op)[0]], share)
         _write(out / f"{m.name}.v", m.text)
         modules.append(m)
     _write(out / PRIMS_FILE, PRIMS_V)
@@ -204,16 +208,23 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1) 
         "handshake": "valid/ready, one beat per pixel (all channels), raster order; synchronous active-high rst",
         "modules": [{"name": m.name, "op": m.op, "kind": m.kind, "file": f"{m.name}.v", "P": par[m.op],
                      "in_width": m.in_bits, "out_width": m.out_bits, "adders": m.adders, "adder_bits": m.adder_bits,
-                     "register_bits": m.register_bits, "cycles_per_image": m.cycles_per_image, **m.info}
+                     "register_bits": m.register_bits, "cycles_per_image": m.cycles_per_image, "shared": False,
+                     "adders_naive": m.adders, "adder_bits_naive": m.adder_bits, **m.info}
                     for m in modules],
         "skip_fifos": fifos,
         "parallelism": par,
         "adders": sum(m.adders for m in modules),
         "adder_bits": sum(m.adder_bits for m in modules),
+        "shared": bool(share),
+        "adders_naive": sum(m.info.get("adders_naive", m.adders) for m in modules),
+        "adder_bits_naive": sum(m.info.get("adder_bits_naive", m.adder_bits) for m in modules),
         "register_bits": sum(m.register_bits for m in modules) + reg_bits_extra,
         "expected_cycles_per_image": cycles[bottleneck],
         "bottleneck": bottleneck,
         "out_fifo_depth": OUT_FIFO_DEPTH,
     }
+    if npu is not None:
+        from .npu import emit_npu
+        manifest["npu"] = emit_npu(prog, out, manifest, npu, _write)
     _write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest

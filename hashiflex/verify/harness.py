@@ -87,17 +87,22 @@ def build(rtl_dir: Path, manifest: dict, work: Path, jobs: int = 2) -> tuple[Pat
 
 
 def simulate(binary: Path, manifest: dict, images: np.ndarray, stall_in: int = 0, stall_out: int = 0,
-             seed: int = 1, max_idle: int = 100_000) -> dict:
-    """Run the testbench; returns per-port outputs [N, C] and acceptance cycles."""
+             seed: int = 1, max_idle: int = 100_000, load: bytes | None = None) -> dict:
+    """Run the testbench; returns per-port outputs [N, C] and acceptance cycles. `load`: the NPU
+    load file (verify.chip.load_file) for a chip view."""
     n = len(images)
     with tempfile.TemporaryDirectory(prefix="hf-sim-") as d:
         src, dst = Path(d) / "images.bin", Path(d) / "out.bin"
         with open(src, "wb") as f:
             f.write(np.array(images.shape, dtype="<i4").tobytes())
             f.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+        extra = []
+        if load is not None:
+            (Path(d) / "load.bin").write_bytes(load)
+            extra = [str(Path(d) / "load.bin")]
         t0 = time.perf_counter()
-        r = subprocess.run([str(binary), str(src), str(dst), str(stall_in), str(stall_out), str(seed), str(max_idle)],
-                           capture_output=True, text=True)
+        r = subprocess.run([str(binary), str(src), str(dst), str(stall_in), str(stall_out), str(seed), str(max_idle),
+                            *extra], capture_output=True, text=True)
         secs = time.perf_counter() - t0
         if r.returncode != 0:
             raise UserError(f"RTL simulation failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()}")
@@ -116,24 +121,35 @@ def simulate(binary: Path, manifest: dict, images: np.ndarray, stall_in: int = 0
             "seconds": secs}
 
 
-def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0, stall_out: int = 0,
-                 seed: int = 1, jobs: int = 2) -> dict:
-    """Stream images through the RTL in build_dir and compare every output with the golden
-    simulator. `prog` defaults to the IR saved in build_dir; stall_in/stall_out (percent) add
-    random bubbles on the input and back-pressure on the outputs."""
-    from ..sim.golden import GoldenSimulator
-
-    verilator()
-    rtl_dir, manifest = find_rtl(build_dir)
+def check_images(images_u8, manifest: dict) -> np.ndarray:
     images = np.asarray(images_u8)
     if images.dtype != np.uint8 or images.ndim != 4 or list(images.shape[1:]) != manifest["input"]["shape"]:
         raise UserError(f"images must be uint8 [N, {', '.join(map(str, manifest['input']['shape']))}], "
                         f"got {images.dtype} {list(images.shape)}")
     if len(images) == 0:
         raise UserError("verify needs at least one image")
+    return images
+
+
+def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0, stall_out: int = 0,
+                 seed: int = 1, jobs: int = 2, target: str = "auto") -> dict:
+    """Stream images through the RTL in build_dir and compare every output with the golden
+    simulator. `prog` defaults to the IR saved in build_dir; stall_in/stall_out (percent) add
+    random bubbles on the input and back-pressure on the outputs. `target`: "pipeline" (hf_top),
+    "chip" (hf_chip with the NPU, loaded with the program's own classifier) or "auto" (the chip
+    when the build has an NPU)."""
+    from ..sim.golden import GoldenSimulator
+
+    verilator()
+    rtl_dir, manifest = find_rtl(build_dir)
+    images = check_images(images_u8, manifest)
     if prog is None:
         from ..ir import serialize
         prog = serialize.load(Path(build_dir))
+    if target == "chip" or (target == "auto" and "npu" in manifest):
+        from ..finetune.image import image_from_program
+        from .chip import verify_chip
+        return verify_chip(build_dir, [(image_from_program(prog), images)], prog, stall_in, stall_out, seed, jobs)
     binary, build_s, reused = build(rtl_dir, manifest, Path(build_dir) / "verilator", jobs)
     sim = simulate(binary, manifest, images, stall_in, stall_out, seed)
     gold = GoldenSimulator(prog).run(images, keep_all=True)

@@ -7,6 +7,12 @@ the cycle it was accepted, and writes them as little-endian int64:
 for each output port, N*beats*C values; then for each output port, N*beats acceptance cycles
 (beats: pixels per image, 1 for vectors); then the cycle
 of each image's first and last input pixel (N each); then the total cycle count.
+
+A chip view with an NPU load port (manifest entry "npu", docs/npu.md) takes a load file as 7th
+argument (u32 little endian): phases, and per phase its image count, its write count and the
+writes [kind 0 = weight word, 1 = bias/scale, 2 = rows; address; word count; words]. Before a
+phase's first image the testbench waits until every output of the earlier phases has left (the
+NPU is then idle) and performs the phase's writes, one per cycle, through the load port.
 """
 from __future__ import annotations
 
@@ -51,13 +57,13 @@ int main(int argc, char** argv) {
     const unsigned stall_in = (unsigned)atoi(argv[3]), stall_out = (unsigned)atoi(argv[4]);
     g_rng += (uint64_t)atoll(argv[5]) * 0x9E3779B97F4A7C15ull;
     const uint64_t max_idle = (uint64_t)atoll(argv[6]);
-    Verilated::commandArgs(argc, argv);
+@LOAD_READ@    Verilated::commandArgs(argc, argv);
     Vtop* top = new Vtop;
     std::vector<Out> outs = {@OUTS@};
     std::vector<uint32_t> iw(@IN_WORDS@, 0u), ow(@MAX_OUT_WORDS@, 0u);
     std::vector<uint64_t> in_first(N), in_last(N);
     top->rst = 1; top->in_valid = 0;
-@READY0@
+@LOAD_IDLE@@READY0@
     for (int i = 0; i < 4; i++) { top->clk = 0; top->eval(); top->clk = 1; top->eval(); }
     top->rst = 0;
     const int G = @LANES@, NB = (W + G - 1) / G;  // pixels per input beat, beats per row
@@ -67,7 +73,9 @@ int main(int argc, char** argv) {
     uint64_t cyc = 0, last_event = 0;
     bool done = false;
     while (!done) {
-        bool iv = pix < total && rnd100() >= stall_in;
+        size_t limit = total;
+@LOAD_STEP@
+        bool iv = pix < limit && rnd100() >= stall_in;
         top->in_valid = iv;
         if (iv) {
             size_t n = pix / per, p = pix % per, r = p / NB, b = p % NB;
@@ -123,6 +131,85 @@ def _load(port: str, width: int, buf: str) -> str:
     return f"            {{ uint64_t v = (uint64_t)top->{port}; {buf}[0] = (uint32_t)v; {buf}[1] = (uint32_t)(v >> 32); }}"
 
 
+LOAD_READ = r"""    // NPU load phases (see the module docstring)
+    std::vector<uint32_t> ld;
+    if (argc > 7) {
+        FILE* lf = fopen(argv[7], "rb");
+        if (!lf) { fprintf(stderr, "cannot open %s\n", argv[7]); return 2; }
+        uint32_t wv;
+        while (fread(&wv, 4, 1, lf) == 1) ld.push_back(wv);
+        fclose(lf);
+    } else {
+        ld = {1u, (uint32_t)N, 0u};
+    }
+    const size_t nph = ld[0];
+    std::vector<size_t> ph_imgs(nph), ph_pos(nph);
+    {
+        size_t q = 1;
+        for (size_t p = 0; p < nph; p++) {
+            ph_imgs[p] = ld[q]; size_t nw = ld[q + 1]; ph_pos[p] = q + 2; q += 2;
+            for (size_t w = 0; w < nw; w++) q += 3 + ld[q + 2];
+        }
+    }
+    size_t ph = 0, ph_first = 0, ph_end_img = ph_imgs[0], ph_wi = 0, ph_q = ph_pos[0];
+    bool ph_loading = true;
+"""
+
+LOAD_STEP = r"""        @CLEAR_WE@
+        if (!ph_loading && pix == ph_end_img * per && ph + 1 < nph) {
+            ph++; ph_first = ph_end_img; ph_end_img += ph_imgs[ph]; ph_wi = 0; ph_q = ph_pos[ph]; ph_loading = true;
+        }
+        if (ph_loading) {
+            bool drained = true;
+            for (auto& o : outs) drained = drained && o.cyc.size() >= ph_first * o.beats;
+            if (drained) {
+                size_t nw = ld[ph_pos[ph] - 1];
+                if (ph_wi < nw) {
+                    const uint32_t kind = ld[ph_q], addr = ld[ph_q + 1], cnt = ld[ph_q + 2];
+                    const uint32_t* d = &ld[ph_q + 3];
+                    (void)cnt;
+@APPLY@
+                    ph_q += 3 + cnt; ph_wi++; last_event = cyc;
+                }
+                if (ph_wi >= nw) ph_loading = false;
+            }
+        }
+        limit = ph_loading ? 0 : ph_end_img * per;"""
+
+
+def _set_port(port: str, width: int, src: str, indent: str) -> str:
+    """Assign `width` bits from u32 words src[0..] to a Verilated port (masking unused top bits)."""
+    if width <= 32:
+        mask = f" & 0x{(1 << width) - 1:x}u" if width < 32 else ""
+        return f"{indent}top->{port} = {src}[0]{mask};"
+    if width <= 64:
+        mask = f" & 0x{(1 << width) - 1:x}ull" if width < 64 else ""
+        return f"{indent}top->{port} = ((((uint64_t){src}[1]) << 32) | {src}[0]){mask};"
+    out = []
+    for k in range(_words(width)):
+        bits = min(32, width - 32 * k)
+        mask = f" & 0x{(1 << bits) - 1:x}u" if bits < 32 else ""
+        out.append(f"{indent}top->{port}[{k}] = {src}[{k}]{mask};")
+    return "\n".join(out)
+
+
+def _load_code(manifest: dict) -> dict[str, str]:
+    """Testbench fragments driving the NPU load port (empty without one)."""
+    widths = {p["name"]: p["width"] for p in manifest["ports"]} if "load_port" in manifest else {}
+    if not widths:
+        return {"@LOAD_READ@": "", "@LOAD_IDLE@": "", "@LOAD_STEP@": ""}
+    ind = " " * 20
+    apply = [f"{ind}if (kind == 0) {{", f"{ind}    top->w_we = 1;", _set_port("w_addr", widths["w_addr"], "(&addr)", ind + "    "),
+             _set_port("w_data", widths["w_data"], "d", ind + "    "), f"{ind}}} else if (kind == 1) {{",
+             f"{ind}    top->b_we = 1;", _set_port("b_addr", widths["b_addr"], "(&addr)", ind + "    "),
+             f"{ind}    top->b_bias = d[0];", _set_port("b_scale", widths["b_scale"], "(d + 1)", ind + "    "),
+             f"{ind}}} else {{", f"{ind}    top->n_we = 1;", _set_port("n_data", widths["n_data"], "d", ind + "    "),
+             f"{ind}}}"]
+    clear = "top->w_we = 0; top->b_we = 0; top->n_we = 0;"
+    return {"@LOAD_READ@": LOAD_READ, "@LOAD_IDLE@": "    " + clear + "\n",
+            "@LOAD_STEP@": LOAD_STEP.replace("@CLEAR_WE@", clear).replace("@APPLY@", "\n".join(apply))}
+
+
 def testbench_cpp(manifest: dict) -> str:
     inp, outs = manifest["input"], manifest["outputs"]
     iw = inp["width"]
@@ -142,7 +229,10 @@ def testbench_cpp(manifest: dict) -> str:
                       f"            outs[{k}].cyc.push_back(cyc); last_event = cyc;\n        }}")
     init = ", ".join(f"{{{o['lanes'] * o['channels']}, {o['bits']}, {str(o['signed']).lower()}, {o['beats']}, {{}}, {{}}}}"
                      for o in outs)
-    return (TB.replace("@OUTS@", init).replace("@LANES@", str(inp["lanes"])).replace("@IN_WORDS@", str(max(2, _words(iw))))
+    tb = TB
+    for key, code in _load_code(manifest).items():
+        tb = tb.replace(key, code)
+    return (tb.replace("@OUTS@", init).replace("@LANES@", str(inp["lanes"])).replace("@IN_WORDS@", str(max(2, _words(iw))))
             .replace("@MAX_OUT_WORDS@", str(max(2, max(_words(o["width"]) for o in outs))))
             .replace("@READY0@", ready0).replace("@SET_IN@", set_in).replace("@SET_READY@", set_ready)
             .replace("@SAMPLE@", "\n".join(sample)))
