@@ -68,7 +68,8 @@ def experiment_a(a, tmp: Path) -> dict:
     fp32 = TrainSettings(epochs=a.fp32_epochs, batch_size=128, lr=0.1, weight_decay=4e-5, label_smoothing=0.1,
                          seed=a.seed, erase=0.5)
     log("(a) backbone: FP32 + Po2 QAT on Fashion-MNIST classes 0-4")
-    back, t_back = train_po2(SMALL, xtr[five_tr], ytr[five_tr], xte[five_te], yte[five_te], fp32, a.qat_epochs, tmp,
+    cfg_a = SMALL if a.arch_a == "small" else MODEL
+    back, t_back = train_po2(cfg_a, xtr[five_tr], ytr[five_tr], xte[five_te], yte[five_te], fp32, a.qat_epochs, tmp,
                              "a-backbone")
     prog = program_from_qmodel(back.model)
     names = [str(i) for i in range(10)]
@@ -78,13 +79,13 @@ def experiment_a(a, tmp: Path) -> dict:
     head = head_only(prog, ds, HeadSettings(epochs=a.head_epochs, seed=a.seed))
     t_head = time.time() - t0
     log("(a) full retraining on all 10 classes")
-    full, t_full = train_po2(SMALL, xtr, ytr, xte, yte, fp32, a.qat_epochs, tmp, "a-full")
+    full, t_full = train_po2(cfg_a, xtr, ytr, xte, yte, fp32, a.qat_epochs, tmp, "a-full")
     return {"backbone_5class_accuracy": back.accuracy, "backbone_seconds": round(t_back, 1),
             "head_only_accuracy": head["test_accuracy"], "head_only_train_accuracy": head["train_accuracy"],
             "head_only_seconds": round(t_head, 1), "full_retrain_accuracy": full.accuracy,
             "full_retrain_seconds": round(t_full, 1), "train_images_5class": int(five_tr.sum()),
             "train_images": int(len(xtr)), "test_images": int(len(xte)), "fp32_settings": asdict(fp32),
-            "qat_epochs": a.qat_epochs, "head_epochs": a.head_epochs, "architecture": SMALL.to_dict()}
+            "qat_epochs": a.qat_epochs, "head_epochs": a.head_epochs, "architecture": cfg_a.to_dict()}
 
 
 def experiment_b(a, tmp: Path) -> dict:
@@ -110,7 +111,7 @@ def table(res: dict) -> str:
     ra, rb = res.get("a"), res.get("b")
     rows = ["| experiment | method | test accuracy (golden) | train images | seconds |", "|---|---|---|---|---|"]
     if ra:
-        rows += [f"| (a) Fashion-MNIST, SMALL arch | backbone on classes 0-4 (5-class test) | "
+        rows += [f"| (a) Fashion-MNIST, {a.arch_a} arch | backbone on classes 0-4 (5-class test) | "
                  f"{100 * ra['backbone_5class_accuracy']:.2f} % | {ra['train_images_5class']} | {ra['backbone_seconds']} |",
                  f"| (a) | head-only fine-tune, all 10 classes | {100 * ra['head_only_accuracy']:.2f} % | "
                  f"{ra['train_images']} | {ra['head_only_seconds']} |",
@@ -147,6 +148,8 @@ def main() -> int:
     ap.add_argument("--digits-epochs", type=float, default=15.0)
     ap.add_argument("--digits-qat-epochs", type=float, default=3.0)
     ap.add_argument("--only", choices=["a", "b"])
+    ap.add_argument("--arch-a", choices=["small", "default"], default="small",
+                    help="architecture of experiment (a): SMALL (128 features) or the default model's (1280)")
     ap.add_argument("--quick", action="store_true", help="a few hundred images: checks the script runs")
     a = ap.parse_args()
     a.limit, a.test_limit = (600, 200) if a.quick else (None, None)
