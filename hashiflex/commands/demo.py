@@ -39,7 +39,7 @@ def _cpu_baseline(images: int) -> dict:
 
     from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 
-    model = MobileNetV2(MobileNetV2Config()).eval()
+    model = MobileNetV2(MobileNetV2Config(num_classes=1000, in_channels=3, first_stride=2, input_size=224)).eval()
     x = torch.randn(8, 3, 224, 224)
     with torch.no_grad():
         model(x)  # warm-up
