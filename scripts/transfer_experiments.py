@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -111,7 +112,8 @@ def table(res: dict) -> str:
     ra, rb = res.get("a"), res.get("b")
     rows = ["| experiment | method | test accuracy (golden) | train images | seconds |", "|---|---|---|---|---|"]
     if ra:
-        rows += [f"| (a) Fashion-MNIST, {a.arch_a} arch | backbone on classes 0-4 (5-class test) | "
+        arch = "SMALL" if ra["architecture"]["width_mult"] < 0.5 else "default"
+        rows += [f"| (a) Fashion-MNIST, {arch} arch | backbone on classes 0-4 (5-class test) | "
                  f"{100 * ra['backbone_5class_accuracy']:.2f} % | {ra['train_images_5class']} | {ra['backbone_seconds']} |",
                  f"| (a) | head-only fine-tune, all 10 classes | {100 * ra['head_only_accuracy']:.2f} % | "
                  f"{ra['train_images']} | {ra['head_only_seconds']} |",
@@ -155,7 +157,7 @@ def main() -> int:
     a.limit, a.test_limit = (600, 200) if a.quick else (None, None)
     if a.quick:
         a.fp32_epochs, a.qat_epochs, a.digits_epochs, a.digits_qat_epochs = 0.2, 0.1, 0.5, 0.2
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     np.random.seed(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,8 +170,8 @@ def main() -> int:
         if a.only in (None, "b"):
             res["b"] = experiment_b(a, Path(tmp))
     res["seconds"] = round(time.time() - t0, 1)
-    md = table(res)
     checkpoint.atomic_write(out / "transfer.json", lambda p: Path(p).write_text(json.dumps(res, indent=1, sort_keys=True)))
+    md = table(res)
     checkpoint.atomic_write(out / "transfer.md", lambda p: Path(p).write_text(md))
     print(md)
     return 0

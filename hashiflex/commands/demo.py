@@ -106,11 +106,38 @@ def _summary(res: dict, steps: list[dict]) -> dict:
 
 
 def _one_liner(v: dict) -> str:
-    for k in ("accuracy", "mismatches", "images_per_s", "area_mm2", "adders"):
+    for k in ("accuracy", "test_accuracy", "mismatches", "images_per_s", "area_mm2", "adders"):
         if k in v and v[k] is not None:
             x = v[k]
             return f"{k}={x:.4g}" if isinstance(x, float) else f"{k}={x}"
     return ""
+
+
+def _key_results(s: dict) -> list[str]:
+    """The few figures a newcomer wants, one line per stage of the flow."""
+    a, lines = s.get("accuracy", {}), []
+    if a:
+        lines.append(f"accuracy  FP32 {100 * a['fp32']:.2f} % | Po2 in the golden simulator {100 * a['golden']:.2f} % "
+                     f"({a['images_golden']} images) | golden vs quantized PyTorch: {a['mismatches']} of "
+                     f"{a['images_compare']} images differ")
+    v = s.get("verify")
+    if v:
+        lines.append(f"RTL       {VERIFY_CHECKPOINT} chip in Verilator: {v['images']} real images, {v['mismatches']} "
+                     f"mismatches, {v['cycles_per_image']:g} cycles/image (manifest {v['expected_cycles_per_image']:g})")
+    e = s.get("estimate")
+    if e:
+        lines.append(f"cost      default-po2 (7nm model): {e['adders']:,} adders, {e['area_mm2']:.3f} mm^2, "
+                     f"{e['energy_pj_per_image'] / 1e6:.3f} uJ/image, {e['images_per_s'] / 1e6:.2f} M images/s")
+    n, h, c = s.get("estimate_224_npu"), s.get("estimate_224_hardened"), s.get("cpu_baseline")
+    if n and h:
+        lines.append(f"224       MobileNetV2-224 (model): + NPU {n['images_per_s'] / 1e6:.2f} M img/s {n['area_mm2']:.2f} mm^2;"
+                     f" fully hardened {h['images_per_s'] / 1e6:.2f} M img/s {h['area_mm2']:.2f} mm^2; paper 1.21 M / 4 M"
+                     + (f"; this CPU {c['images_per_s']:.0f} img/s (measured)" if c else ""))
+    f = s.get("finetune")
+    if f:
+        lines.append(f"finetune  new NPU head for {f['dataset']}: {100 * f['test_accuracy']:.2f} % (golden simulator), "
+                     f"image {f['image']}")
+    return lines
 
 
 def run(args):
@@ -140,5 +167,6 @@ def run(args):
 
     report = write_report(out)
     lines = [f"{st['name']:<48} {st['seconds']:>7.1f} s  {st['result']}" for st in steps]
-    text = "\n".join(["hashiflex demo summary", *lines, f"total {summary['seconds']:.0f} s; report: {report}"])
+    text = "\n".join(["hashiflex demo: steps", *lines, "", "key results", *_key_results(summary), "",
+                      f"total {summary['seconds']:.0f} s; report: {report}"])
     return {"out": str(out), "report": str(report), "summary": summary}, text

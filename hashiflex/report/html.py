@@ -70,7 +70,7 @@ def _accuracy(s: dict, sweep: list[dict]) -> str:
     if a:
         rows = [["FP32 (" + a.get("fp32_checkpoint", "default-fp32") + ")", _pct(a.get("fp32")), a.get("images_fp32")],
                 ["Po2, quantized PyTorch model (float64, exact)", _pct(a.get("po2_torch")), a.get("images_compare")],
-                ["Po2, golden integer simulator", _pct(a.get("golden")), a.get("images_compare")]]
+                ["Po2, golden integer simulator", _pct(a.get("golden")), a.get("images_golden", a.get("images_compare"))]]
         out.append(_table(["model", "top-1", "images"], rows))
         mm = a.get("mismatches")
         if mm is not None:
