@@ -1,7 +1,8 @@
 """Transfer experiments for head-only (NPU) fine-tuning; writes OUT/transfer.md and OUT/transfer.json.
 
-(a) Fashion-MNIST, the SMALL architecture of scripts/make_default_models.py (width 0.25, first
-    stride 2, 128 last channels; chosen because the CPU is scarce): a backbone trained (FP32, then
+(a) Fashion-MNIST, the default model's architecture (--arch-a default, 1280 features) or the SMALL
+    one of scripts/make_default_models.py (--arch-a small: width 0.25, first stride 2, 128 last
+    channels): a backbone trained (FP32, then
     Po2 QAT) on classes 0-4 only, its head then re-trained alone on all 10 classes (the backbone's
     integer features from the golden simulator; int8 head), versus full retraining of the whole
     network (FP32, then Po2 QAT) on all 10 classes with the same epochs and settings.
@@ -150,7 +151,7 @@ def main() -> int:
     ap.add_argument("--digits-epochs", type=float, default=15.0)
     ap.add_argument("--digits-qat-epochs", type=float, default=3.0)
     ap.add_argument("--only", choices=["a", "b"])
-    ap.add_argument("--arch-a", choices=["small", "default"], default="small",
+    ap.add_argument("--arch-a", choices=["small", "default"], default="default",
                     help="architecture of experiment (a): SMALL (128 features) or the default model's (1280)")
     ap.add_argument("--quick", action="store_true", help="a few hundred images: checks the script runs")
     a = ap.parse_args()

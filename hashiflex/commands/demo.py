@@ -141,6 +141,11 @@ def _key_results(s: dict) -> list[str]:
 
 
 def run(args):
+    from .common import check_count
+
+    for opt, v in (("--images", args.images), ("--compare-images", args.compare_images),
+                   ("--cpu-images", args.cpu_images)):
+        check_count(v, opt)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file: give a folder")
