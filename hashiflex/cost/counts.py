@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import UserError
 from ..ir.intervals import bits_for
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program
-from ..rtl.common import stream_bits, stream_range
+from ..rtl.common import _round, stream_bits, stream_range
+from ..rtl.layers import _csd  # the RTL's own digit split, so the count matches what is emitted
 
 _BIG = 1 << 40
 
@@ -188,22 +189,6 @@ def _constant(lo, hi, shift, clamp_lo, clamp_hi):
     if clamp_hi is not None:
         tlo, thi = np.minimum(tlo, clamp_hi), np.minimum(thi, clamp_hi)
     return tlo == thi
-
-
-def _round(shift: int) -> int:
-    return 1 << (shift - 1) if shift > 0 else 0
-
-
-def _csd(m: int) -> list[tuple[int, bool]]:
-    out, k = [], 0
-    while m:
-        if m & 1:
-            d = 2 - (m & 3)
-            out.append((k, d < 0))
-            m -= d
-        m >>= 1
-        k += 1
-    return out
 
 
 def _small(terms: list[tuple[bool, int, int, int]], const: int, rq_shift, clamp_lo, clamp_hi, out_w) -> Network:
