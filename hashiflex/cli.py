@@ -81,6 +81,10 @@ def _qat_options(p: argparse.ArgumentParser, epochs_default: float | None) -> No
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.01)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
     p.add_argument("--seed", type=int, help="random seed (default 1)")
+    p.add_argument("--distill", type=float, metavar="W",
+                   help="weight in [0, 1] of the soft-target loss against the FP32 checkpoint as teacher "
+                        "(default 0.5; 0 trains on labels only)")
+    p.add_argument("--temperature", type=float, help="softmax temperature of the soft-target loss (default 2.0)")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N training images (default all)")
     p.add_argument("--test-limit", type=int, metavar="N", help="use the first N test images (default all)")
 

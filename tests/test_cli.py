@@ -59,7 +59,8 @@ def test_quantize_help_states_the_qat_defaults(capsys):
     main(["quantize", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     t = QATSettings().train
-    for text in (f"(default {t.epochs})", f"(default {t.lr})", f"(default {t.batch_size})", f"(default {t.seed})"):
+    for text in (f"(default {t.epochs})", f"(default {t.lr})", f"(default {t.batch_size})", f"(default {t.seed})",
+                 f"(default {t.distill};", f"(default {t.temperature})"):
         assert text in out
 
 
@@ -191,6 +192,9 @@ BAD = {
     "prune-neg": ["quantize", "--checkpoint", "{fp32}", "--out", "{out}/q.pt", "--prune", "-0.1"],
     "prune-list-1": ["sweep", "--checkpoint", "{fp32}", "--out", "{out}", "--prune-list", "0,1.0"],
     "epochs-neg": ["quantize", "--checkpoint", "{fp32}", "--out", "{out}/q.pt", "--epochs", "-1"],
+    "distill-above-1": ["quantize", "--checkpoint", "{fp32}", "--out", "{out}/q.pt", "--distill", "1.5"],
+    "distill-nan": ["sweep", "--checkpoint", "{fp32}", "--out", "{out}", "--distill", "nan"],
+    "temperature-0": ["quantize", "--checkpoint", "{fp32}", "--out", "{out}/q.pt", "--temperature", "0"],
     "width-0": ["train", "--out", "{out}/f.pt", "--width", "0"],
     "limit-0": ["eval", "--checkpoint", "{fp32}", "--limit", "0"],
     "golden-on-fp32": ["eval", "--checkpoint", "{fp32}", "--engine", "golden"],

@@ -16,6 +16,10 @@ def check_training_options(args) -> None:
     check_lr(args.lr)
     for opt, v in (("--batch-size", args.batch_size), ("--limit", args.limit), ("--test-limit", args.test_limit)):
         check_count(v, opt)
+    if args.distill is not None and not 0.0 <= args.distill <= 1.0:
+        raise UserError(f"--distill must be in [0, 1] (got {args.distill}); 0 turns distillation off")
+    if args.temperature is not None and not (args.temperature > 0 and args.temperature < 1e3):
+        raise UserError(f"--temperature must be a positive number below 1000 (got {args.temperature}); try 2")
 
 
 def qat_settings(args, exp_bits: int, prune: float) -> QATSettings:
@@ -24,7 +28,8 @@ def qat_settings(args, exp_bits: int, prune: float) -> QATSettings:
                      classifier=args.classifier).validate()
     base = QATSettings()
     given = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
-                               ("seed", args.seed)) if v is not None}
+                               ("seed", args.seed), ("distill", args.distill),
+                               ("temperature", args.temperature)) if v is not None}
     return replace(base, quant=qc, train=replace(base.train, **given))
 
 

@@ -10,6 +10,7 @@ import torch
 
 from .. import checkpoint
 from ..errors import UserError
+from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 from ..train.loop import TrainSettings, accuracy, predict, to_model_input, train
 from .config import QuantConfig
 from .convert import QMobileNetV2, build_qmodel, calibrate
@@ -20,7 +21,7 @@ from .prune import apply_masks, cubic_sparsity, sparsity_of
 class QATSettings:
     quant: QuantConfig = field(default_factory=QuantConfig)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(
-        epochs=2.0, batch_size=128, lr=0.01, weight_decay=0.0, label_smoothing=0.1, seed=1))
+        epochs=2.0, batch_size=128, lr=0.01, weight_decay=0.0, label_smoothing=0.1, seed=1, distill=0.5))
     calib_batches: int = 10
     prune_every: int = 25
 
@@ -76,8 +77,14 @@ def quantize_from_fp32(source: str, xtr: np.ndarray, ytr: np.ndarray, xte: np.nd
         if s.quant.prune > 0 and (step % s.prune_every == 0):
             apply_masks(layers, cubic_sparsity(step, total, s.quant.prune), s.quant.prune_scope)
 
+    teacher = None
+    if s.train.distill > 0:
+        # A separate copy: the quantized model wraps (and trains) the FP32 modules it was built from.
+        teacher = MobileNetV2(MobileNetV2Config.from_dict(blob["model_config"]))
+        teacher.load_state_dict(blob["state_dict"])
+        teacher.requires_grad_(False)
     if s.train.epochs > 0:
-        train(q, xtr, ytr, s.train, step_hook=hook, desc="qat")
+        train(q, xtr, ytr, s.train, step_hook=hook, desc="qat", teacher=teacher)
     if s.quant.prune > 0:
         apply_masks(layers, s.quant.prune, s.quant.prune_scope)
     q.eval()

@@ -66,11 +66,28 @@ class TrainSettings:
     augment: bool = True
     optimizer: str = "sgd"
     erase: float = 0.0   # probability of random erasing per image (0 = off)
+    distill: float = 0.0  # weight of the distillation loss when a teacher is given (0 = labels only)
+    temperature: float = 2.0  # softmax temperature of the distillation loss
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's soft-target loss: T^2 * KL(softmax(teacher/T) || softmax(student/T)), batch mean."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
+                    reduction="batchmean", log_target=True) * (t * t)
 
 
 def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, s: TrainSettings,
-          step_hook: Callable[[int, int], None] | None = None, desc: str = "train") -> None:
-    """Cosine-schedule training; `step_hook(step, total)` runs before each step (pruning schedule)."""
+          step_hook: Callable[[int, int], None] | None = None, desc: str = "train",
+          teacher: torch.nn.Module | None = None) -> None:
+    """One-cycle training; `step_hook(step, total)` runs before each step (pruning schedule).
+
+    With a `teacher` and `s.distill` > 0 the loss is (1 - distill) * label loss + distill * soft-target
+    loss against the teacher's outputs on the same augmented batch (the teacher runs in eval mode).
+    """
+    use_teacher = teacher is not None and s.distill > 0
+    if use_teacher:
+        teacher.eval()
     gen = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -99,8 +116,13 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, s: TrainSettings
                     xb = random_erase(xb, gen, s.erase)
                 if step_hook is not None:
                     step_hook(step, total)
-                out = model(to_model_input(xb))
+                xin = to_model_input(xb)
+                out = model(xin)
                 loss = F.cross_entropy(out, yt[idx], label_smoothing=s.label_smoothing)
+                if use_teacher:
+                    with torch.no_grad():
+                        soft = teacher(xin)
+                    loss = (1.0 - s.distill) * loss + s.distill * distill_loss(out, soft, s.temperature)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
