@@ -197,13 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build BUILD/rtl with Verilator, stream images through it (Fashion-MNIST test images for "
                     "28x28 builds, random images otherwise) and compare every output with the golden "
                     "simulator by exact integer equality. Reports mismatches, cycles per image and latency.",
-        epilog="example:\n  hashiflex compile --out build && hashiflex verify build --images 100")
+        epilog="example:\n  hashiflex compile --out build && hashiflex verify build --images 100\n"
+               "  hashiflex verify build --npu-image shoes.npuimg   # the chip with a fine-tuned head")
     p.add_argument("build", metavar="BUILD", help="folder written by 'hashiflex compile'")
     p.add_argument("--images", type=int, default=100, metavar="N", help="images to stream (default 100)")
     p.add_argument("--stall-in", type=int, default=0, metavar="PCT", help="random input bubbles, percent (default 0)")
     p.add_argument("--stall-out", type=int, default=0, metavar="PCT",
                    help="random output back-pressure, percent (default 0)")
     p.add_argument("--seed", type=int, default=1, help="seed of stalls and random images (default 1)")
+    p.add_argument("--npu-image", metavar="FILE",
+                   help="load this NPU weight image (from 'hashiflex finetune' or 'npu-image') into the chip "
+                        "first and compare against the golden simulator with that head")
     _common(p)
     p.set_defaults(module="verify")
 

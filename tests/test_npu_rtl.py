@@ -155,3 +155,28 @@ def test_missing_verilator_is_a_user_error(chip, monkeypatch):
     monkeypatch.setattr(harness.shutil, "which", lambda name: None if name == "verilator" else real(name))
     with pytest.raises(UserError, match="verilator not found"):
         verify_chip(d, [(image_from_program(prog), _images(1, 0))], prog)
+
+
+def test_verify_command_loads_an_npu_image(chip, tmp_path, capfd):
+    """`hashiflex verify BUILD --npu-image FILE`: the chip runs with that head, bit-exact; a file
+    that is not an image, or an image that does not fit, is one line and exit 2."""
+    import json
+
+    from hashiflex.cli import main
+    from hashiflex.finetune.image import write_image
+    from hashiflex.ir import serialize
+
+    prog, d, _ = chip
+    if not (d / "model.ir.json").is_file():
+        serialize.save(prog, d)
+    img = write_image(tmp_path / "r.npuimg", _random_image(4, 10, seed=9))
+    assert main(["verify", str(d), "--npu-image", str(img), "--images", "5", "--json"]) == 0
+    r = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert r["mismatches"] == 0 and r["images"] == 5 and r["npu_image"]["classes"] == 4
+    bad = tmp_path / "bad.npuimg"
+    bad.write_bytes(b"not an image")
+    wide = write_image(tmp_path / "w.npuimg", _random_image(6, 10, seed=2))
+    for f, word in ((bad, "NPU image"), (wide, "at most 5"), (tmp_path / "none.npuimg", "not found")):
+        assert main(["verify", str(d), "--npu-image", str(f), "--images", "2"]) == 2
+        err = capfd.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and word in err[0], err

@@ -30,6 +30,22 @@ def check_manifest(build) -> None:
         raise UserError(f"RTL files missing from {rtl_dir}: {', '.join(absent[:3]) or 'all'}; {redo}")
 
 
+def _verify_with_image(args, prog, images: np.ndarray) -> dict:
+    """The chip with a given NPU image, checked before Verilator runs (the build must have an NPU
+    and the image must fit it)."""
+    from ..finetune.image import read_image
+    from ..verify import harness, verify_chip
+
+    image = read_image(args.npu_image)
+    _, m = harness.find_rtl(Path(args.build))
+    if "npu" not in m:
+        raise UserError(f"{args.build} has no NPU to load {args.npu_image} into: compile a checkpoint with an int8 "
+                        f"classifier ('hashiflex compile --classifier npu')")
+    r = verify_chip(args.build, [(image, images)], prog, args.stall_in, args.stall_out, args.seed)
+    r["npu_image"] = {"file": str(args.npu_image), "classes": image.n}
+    return r
+
+
 def run(args):
     from ..ir import serialize
     from ..ir.build import random_images
@@ -51,8 +67,13 @@ def run(args):
     else:  # a random-weight --arch build has no dataset of its shape
         images = random_images(tuple(shape), args.images, seed=args.seed)
         source = "random images"
-    r = verify_build(args.build, np.ascontiguousarray(images), prog, args.stall_in, args.stall_out, args.seed)
+    if args.npu_image is None:
+        r = verify_build(args.build, np.ascontiguousarray(images), prog, args.stall_in, args.stall_out, args.seed)
+    else:
+        r = _verify_with_image(args, prog, np.ascontiguousarray(images))
     r["image_source"] = source
+    if "npu_image" in r:
+        source += f" with NPU image {args.npu_image} ({r['npu_image']['classes']} classes)"
     verdict = "bit-exact" if r["mismatches"] == 0 else f"{r['mismatches']} MISMATCHING images"
     summary = (f"{r['images']} {source} through the RTL in Verilator: {verdict} against the golden simulator; "
                f"{r['cycles_per_image']:.1f} cycles per image (manifest {r['expected_cycles_per_image']}), "
