@@ -77,7 +77,7 @@ def _qat_options(p: argparse.ArgumentParser, epochs_default: float | None) -> No
     p.add_argument("--classifier", choices=["npu", "po2"], default="npu",
                    help="final layer: int8 programmable (npu, default) or fully hardened Po2")
     p.add_argument("--epochs", type=float, default=epochs_default,
-                   help=f"QAT epochs, fractions allowed (default {epochs_default or 2.0})")
+                   help=f"QAT epochs, fractions allowed (default {epochs_default or 4.0})")
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.01)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
     p.add_argument("--seed", type=int, help="random seed (default 1)")
