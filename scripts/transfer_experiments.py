@@ -45,7 +45,8 @@ def log(msg: str) -> None:
 
 
 def train_po2(cfg, xtr, ytr, xte, yte, fp32: TrainSettings, qat_epochs: float, tmp: Path, tag: str):
-    """FP32 from scratch, then Po2 QAT (default QATSettings, `qat_epochs`); golden test accuracy."""
+    """FP32 from scratch, then Po2 QAT (QATSettings with `qat_epochs` and no distillation, the recipe the
+    published transfer figures were measured with); golden test accuracy."""
     t0 = time.time()
     torch.manual_seed(fp32.seed)
     model = MobileNetV2(cfg)
@@ -53,7 +54,7 @@ def train_po2(cfg, xtr, ytr, xte, yte, fp32: TrainSettings, qat_epochs: float, t
     path = tmp / f"{tag}-fp32.pt"
     checkpoint.save(path, "fp32", cfg.to_dict(), model.state_dict(), meta={"script": "transfer_experiments"})
     base = QATSettings()
-    s = replace(base, train=replace(base.train, epochs=qat_epochs, augment=fp32.augment))
+    s = replace(base, train=replace(base.train, epochs=qat_epochs, augment=fp32.augment, distill=0.0))
     r = quantize_from_fp32(str(path), xtr, ytr, xte, yte, s, evaluate=golden_accuracy)
     return r, time.time() - t0
 
