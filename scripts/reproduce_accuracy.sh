@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce README's accuracy table: QAT variants of default-fp32 and the sweep.
-# Usage: bash scripts/reproduce_accuracy.sh [OUT_DIR]   (about an hour on 2 cores)
+# Usage: bash scripts/reproduce_accuracy.sh [OUT_DIR]   (about 1 h 15 min on 2 cores: two 4-epoch QAT runs and the sweep)
 set -euo pipefail
 out=${1:-out/accuracy}
 mkdir -p "$out"
