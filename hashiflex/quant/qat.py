@@ -78,7 +78,7 @@ def quantize_from_fp32(source: str, xtr: np.ndarray, ytr: np.ndarray, xte: np.nd
             apply_masks(layers, cubic_sparsity(step, total, s.quant.prune), s.quant.prune_scope)
 
     teacher = None
-    if s.train.distill > 0:
+    if s.train.distill > 0 and s.train.epochs > 0:
         # A separate copy: the quantized model wraps (and trains) the FP32 modules it was built from.
         teacher = MobileNetV2(MobileNetV2Config.from_dict(blob["model_config"]))
         teacher.load_state_dict(blob["state_dict"])
