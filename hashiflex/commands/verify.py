@@ -31,16 +31,12 @@ def check_manifest(build) -> None:
 
 
 def _verify_with_image(args, prog, images: np.ndarray) -> dict:
-    """The chip with a given NPU image, checked before Verilator runs (the build must have an NPU
-    and the image must fit it)."""
+    """The chip with a given NPU image; verify_chip refuses a build without an NPU and an image that
+    does not fit it before Verilator runs."""
     from ..finetune.image import read_image
-    from ..verify import harness, verify_chip
+    from ..verify import verify_chip
 
     image = read_image(args.npu_image)
-    _, m = harness.find_rtl(Path(args.build))
-    if "npu" not in m:
-        raise UserError(f"{args.build} has no NPU to load {args.npu_image} into: compile a checkpoint with an int8 "
-                        f"classifier ('hashiflex compile --classifier npu')")
     r = verify_chip(args.build, [(image, images)], prog, args.stall_in, args.stall_out, args.seed)
     r["npu_image"] = {"file": str(args.npu_image), "classes": image.n}
     return r
