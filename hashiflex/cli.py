@@ -76,6 +76,8 @@ def _qat_options(p: argparse.ArgumentParser, epochs_default: float | None) -> No
                    help="one magnitude threshold for all layers, or the same rate per layer (default global)")
     p.add_argument("--classifier", choices=["npu", "po2"], default="npu",
                    help="final layer: int8 programmable (npu, default) or fully hardened Po2")
+    p.add_argument("--weight-scale", choices=["layer", "channel"], default="layer",
+                   help="Po2 scale of hardened weights: one per layer (default) or one per output channel")
     p.add_argument("--epochs", type=float, default=epochs_default,
                    help=f"QAT epochs, fractions allowed (default {epochs_default or 4.0})")
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.01)")

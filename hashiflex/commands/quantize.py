@@ -25,7 +25,7 @@ def check_training_options(args) -> None:
 def qat_settings(args, exp_bits: int, prune: float) -> QATSettings:
     """QATSettings from the options; an option left out keeps the QATSettings default."""
     qc = QuantConfig(exp_bits=exp_bits, act_bits=args.act_bits, prune=prune, prune_scope=args.prune_scope,
-                     classifier=args.classifier).validate()
+                     classifier=args.classifier, weight_scale=args.weight_scale).validate()
     base = QATSettings()
     given = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
                                ("seed", args.seed), ("distill", args.distill),

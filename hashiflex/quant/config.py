@@ -13,6 +13,7 @@ class QuantConfig:
     prune: float = 0.0         # target fraction of zero weights in hardened layers
     prune_scope: str = "global"  # "global" (one threshold) or "layer" (same rate per layer)
     classifier: str = "npu"    # "npu": int8 programmable; "po2": fully hardened
+    weight_scale: str = "layer"  # Po2 scale of hardened weights: one per "layer" or per output "channel"
 
     def validate(self) -> "QuantConfig":
         if not isinstance(self.exp_bits, int) or not 1 <= self.exp_bits <= 8:
@@ -25,6 +26,8 @@ class QuantConfig:
             raise UserError(f"--prune-scope must be 'global' or 'layer' (got {self.prune_scope!r})")
         if self.classifier not in ("npu", "po2"):
             raise UserError(f"--classifier must be 'npu' or 'po2' (got {self.classifier!r})")
+        if self.weight_scale not in ("layer", "channel"):
+            raise UserError(f"--weight-scale must be 'layer' or 'channel' (got {self.weight_scale!r})")
         return self
 
     def to_dict(self) -> dict:

@@ -19,7 +19,7 @@ from .modules import QAdd, QAvgPool, QConvBN, QInput, QLinearNPU, QLinearPo2
 
 def _qconv(seq: nn.Sequential, qc: QuantConfig) -> QConvBN:
     relu6 = len(seq) == 3
-    return QConvBN(seq[0], seq[1], relu6, qc.exp_bits, qc.act_bits)
+    return QConvBN(seq[0], seq[1], relu6, qc.exp_bits, qc.act_bits, qc.weight_scale)
 
 
 class QInvertedResidual(nn.Module):
@@ -28,7 +28,7 @@ class QInvertedResidual(nn.Module):
         mods = list(block.conv)
         layers = [_qconv(m, qc) for m in mods if isinstance(m, ConvBNAct)]
         conv, bn = mods[-2], mods[-1]
-        layers.append(QConvBN(conv, bn, False, qc.exp_bits, qc.act_bits))
+        layers.append(QConvBN(conv, bn, False, qc.exp_bits, qc.act_bits, qc.weight_scale))
         self.conv = nn.Sequential(*layers)
         self.use_res_connect = block.use_res_connect
         self.add = QAdd(qc.act_bits) if self.use_res_connect else None

@@ -4,7 +4,8 @@ IR lowering consumes; it calls the same code as forward, so the two cannot drift
 
 Scales are powers of two and stored as integer buffers:
   in_frac / out_frac   fraction bits of the input / output tensor (value = int * 2^-frac)
-  e_max                top exponent of a layer's Po2 weights (per-layer scale)
+  e_max                top exponent of a layer's Po2 weights: a scalar (per-layer scale) or, with
+                       weight_scale "channel", one per output channel
 Activation scales are set by calibration (`calibrating = True`, float outputs, absmax recorded),
 then frozen; `hashiflex.quant.graph.link_fracs` copies each producer's out_frac to its consumers.
 """
@@ -16,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .po2 import (act_range, best_e_max, fake_quant, int8_channel_scales, po2_exponents, po2_levels,
-                  po2_quantize, relu6_frac_bits, round_half_up, signed_frac_bits)
+from .po2 import (act_range, best_e_max, best_e_max_per_channel, fake_quant, int8_channel_scales, po2_exponents,
+                  po2_levels, po2_quantize, relu6_frac_bits, round_half_up, signed_frac_bits)
 
 
 def _int_buf(v: int = 0) -> torch.Tensor:
@@ -71,13 +72,18 @@ class QConvBN(QModule):
     BN running statistics are frozen (folded from the FP32 model); gamma and beta are trained.
     """
 
-    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu6: bool, exp_bits: int, act_bits: int):
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu6: bool, exp_bits: int, act_bits: int,
+                 weight_scale: str = "layer"):
         super().__init__(act_bits, signed_out=not relu6, relu6=relu6)
         self.conv = conv
         self.bn = bn
         self.exp_bits = exp_bits
+        self.weight_scale = weight_scale
         self.register_buffer("mask", torch.ones_like(conv.weight))
-        self.register_buffer("e_max", _int_buf(0))
+        if weight_scale == "channel":
+            self.register_buffer("e_max", torch.zeros(conv.out_channels, dtype=torch.int64))
+        else:
+            self.register_buffer("e_max", _int_buf(0))
 
     def folded(self, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.conv.weight if dtype is None else self.conv.weight.to(dtype)
@@ -93,15 +99,22 @@ class QConvBN(QModule):
     def levels(self) -> int:
         return po2_levels(self.exp_bits)
 
+    def e_min(self) -> int:
+        """Smallest exponent any weight of the layer may have: the grid of the accumulator."""
+        return int(self.e_max.min()) - self.levels + 1
+
     def acc_frac(self) -> int:
-        return int(self.in_frac) - (int(self.e_max) - self.levels + 1)
+        return int(self.in_frac) - self.e_min()
 
     def quantized_wb(self, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Po2 weights and accumulator-grid bias as float tensors (STE to the float parameters)."""
         w, b = self.folded(dtype)
         if self.training:
-            self.e_max.fill_(best_e_max(w, self.levels))
-        wq = w + (po2_quantize(w, int(self.e_max), self.levels) - w).detach()
+            if self.weight_scale == "channel":
+                self.e_max.copy_(best_e_max_per_channel(w, self.levels))
+            else:
+                self.e_max.fill_(best_e_max(w, self.levels))
+        wq = w + (po2_quantize(w, self.e_max, self.levels) - w).detach()
         if self.calibrating:
             return wq, b
         f = self.acc_frac()
@@ -118,8 +131,8 @@ class QConvBN(QModule):
     def integer_params(self) -> dict:
         """Sign/exponent weights (int), integer bias, and the requantize constants."""
         w, b = self.folded(torch.float64)
-        e, nz = po2_exponents(w, int(self.e_max), self.levels)
-        e_min = int(self.e_max) - self.levels + 1
+        e, nz = po2_exponents(w, self.e_max, self.levels)
+        e_min = self.e_min()
         sign = torch.sign(w).to(torch.int64) * nz.to(torch.int64)
         f = self.acc_frac()
         bias = torch.floor(b * 2.0 ** f + 0.5).to(torch.int64)

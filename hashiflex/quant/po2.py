@@ -49,22 +49,35 @@ def po2_levels(exp_bits: int) -> int:
     return 2 ** exp_bits - 1
 
 
-def po2_exponents(w: torch.Tensor, e_max: int, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _per_row(e_max, w: torch.Tensor):
+    """e_max as given (an int) or, for a per-output-channel tensor, shaped to broadcast over w."""
+    if isinstance(e_max, torch.Tensor) and e_max.dim() > 0:
+        return e_max.to(torch.int64).view(-1, *([1] * (w.dim() - 1)))
+    return int(e_max)
+
+
+def po2_exponents(w: torch.Tensor, e_max, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest power of two (linear domain, ties up) of |w|, clamped to [e_max-levels+1, e_max].
 
+    e_max is an int (per-layer scale) or an int tensor with one entry per output channel (row of w).
     Returns (exponent, nonzero) as integer/bool tensors; |w| < 2^(e_min-1) rounds to zero.
     frexp is exact, so float32 and float64 agree on every input they both represent.
     """
+    e_max = _per_row(e_max, w)
     e_min = e_max - (levels - 1)
     a = w.detach().abs()
     mant, ex = torch.frexp(a)
     e = ex.to(torch.int64) - 1 + (mant >= 0.75).to(torch.int64)
-    e = torch.clamp(e, e_min, e_max)
-    nonzero = a >= 2.0 ** (e_min - 1)
+    if isinstance(e_max, int):
+        e = torch.clamp(e, e_min, e_max)
+        nonzero = a >= 2.0 ** (e_min - 1)
+    else:
+        e = torch.minimum(torch.maximum(e, e_min), e_max)
+        nonzero = a >= torch.pow(2.0, (e_min - 1).to(a.dtype))
     return e, nonzero
 
 
-def po2_quantize(w: torch.Tensor, e_max: int, levels: int) -> torch.Tensor:
+def po2_quantize(w: torch.Tensor, e_max, levels: int) -> torch.Tensor:
     """Po2-rounded copy of w (values 0 or +-2^e), no gradient."""
     e, nz = po2_exponents(w, e_max, levels)
     q = torch.sign(w.detach()) * torch.pow(2.0, e.to(w.dtype))
@@ -85,6 +98,34 @@ def best_e_max(w: torch.Tensor, levels: int) -> int:
         if best_err is None or err < best_err:
             best, best_err = cand, err
     return best
+
+
+# A channel's scale may sit at most this far below its layer's top one: it keeps the Po2 codes
+# (int8 in the IR) and the accumulator grid of the layer bounded.
+CHANNEL_SCALE_SPAN = 16
+
+
+def best_e_max_per_channel(w: torch.Tensor, levels: int) -> torch.Tensor:
+    """Per-output-channel scale: for each row of w, best_e_max's choice (int64 tensor [rows]).
+
+    All-zero rows (fully pruned channels) take the layer's top scale."""
+    a = w.detach().abs().flatten(1)
+    m = a.amax(dim=1)
+    mant, ex = torch.frexp(m)
+    e0 = ex.to(torch.int64) - 1 + (mant >= 0.75).to(torch.int64)
+    top = int(e0[m > 0].max()) if bool((m > 0).any()) else 0
+    e0 = torch.where(m > 0, e0, torch.full_like(e0, top))
+    best, best_err = e0, None
+    for d in (0, 1, 2):
+        cand = e0 - d
+        err = ((po2_quantize(a, cand, levels) - a) ** 2).sum(dim=1)
+        if best_err is None:
+            best_err = err
+        else:
+            better = err < best_err
+            best = torch.where(better, cand, best)
+            best_err = torch.where(better, err, best_err)
+    return torch.clamp(best, top - CHANNEL_SCALE_SPAN, top)
 
 
 def int8_channel_scales(w: torch.Tensor, mant_bits: int = 15) -> tuple[torch.Tensor, int]:
