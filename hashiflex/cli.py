@@ -79,7 +79,7 @@ def _qat_options(p: argparse.ArgumentParser, epochs_default: float | None) -> No
     p.add_argument("--weight-scale", choices=["layer", "channel"], default="layer",
                    help="Po2 scale of hardened weights: one per layer (default) or one per output channel")
     p.add_argument("--epochs", type=float, default=epochs_default,
-                   help=f"QAT epochs, fractions allowed (default {epochs_default or 4.0})")
+                   help=f"QAT epochs, fractions allowed (default {epochs_default or 6.0})")
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.01)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
     p.add_argument("--seed", type=int, help="random seed (default 1)")

@@ -21,7 +21,7 @@ from .prune import apply_masks, cubic_sparsity, sparsity_of
 class QATSettings:
     quant: QuantConfig = field(default_factory=QuantConfig)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(
-        epochs=4.0, batch_size=128, lr=0.01, weight_decay=0.0, label_smoothing=0.1, seed=1, distill=0.5))
+        epochs=6.0, batch_size=128, lr=0.01, weight_decay=0.0, label_smoothing=0.1, seed=1, distill=0.5))
     calib_batches: int = 10
     prune_every: int = 25
 
