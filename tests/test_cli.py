@@ -87,12 +87,13 @@ def test_quantize_writes_po2_checkpoint(tmp_path, fmnist_dir, tiny_fp32):
     out = tmp_path / "po2.pt"
     proc = run_cli("quantize", "--checkpoint", tiny_fp32, "--out", out, "--data", fmnist_dir, "--exp-bits", "2",
                    "--prune", "0.5", "--prune-scope", "layer", "--epochs", "0.25", "--batch-size", "64",
-                   "--limit", "128", "--test-limit", "16", "--json")
+                   "--limit", "128", "--test-limit", "16", "--weight-scale", "channel", "--json")
     r = last_json(proc, "accuracy", "images", "checkpoint", "kind", "sparsity")
-    assert r["kind"] == "po2" and r["images"] == 16 and r["exp_bits"] == 2
+    assert r["kind"] == "po2" and r["images"] == 16 and r["exp_bits"] == 2 and r["weight_scale"] == "channel"
     assert r["sparsity"] >= 0.49  # layer-wise pruning zeroes at least half of every layer
     q, blob = load_qmodel(str(out))
     assert blob["quant_config"]["exp_bits"] == 2 and blob["quant_config"]["prune_scope"] == "layer"
+    assert all(m.e_max.shape == (m.conv.out_channels,) for _, m in q.hardened_convs())  # one scale per channel
     assert blob["meta"]["source"] == str(tiny_fp32)
 
 
