@@ -133,3 +133,12 @@ def test_analysis_bounds_contain_extreme_inputs(prog):
 def test_analyze_is_pure(prog):
     again = analyze(prog)
     assert again.ops == prog.ops and again.tensors == prog.tensors
+
+
+def test_exponent_span_beyond_int8_codes_is_a_user_error():
+    # 8 exponent bits: 255 magnitudes, so small weights get codes above 127 (int8 would wrap them)
+    torch.manual_seed(0)
+    q = QMobileNetV2(MobileNetV2(CFG), QuantConfig(exp_bits=8))
+    calibrate(q, [torch.randint(0, 256, (4, 1, 16, 16)).float() / 256])
+    with pytest.raises(UserError, match="more than the IR's int8 codes hold"):
+        program_from_qmodel(q.eval())

@@ -17,8 +17,13 @@ from ..quant.po2 import act_range
 from .spec import Add, AvgPool, Conv, Linear, Program, Tensor
 
 
-def _codes(sign: torch.Tensor, exp: torch.Tensor) -> np.ndarray:
-    return (sign * (exp + 1)).numpy().astype(np.int8)
+def _codes(sign: torch.Tensor, exp: torch.Tensor, name: str) -> np.ndarray:
+    """Po2 codes sign * (k + 1) as int8: k (exponent above the layer's e_min) must stay below 127."""
+    codes = (sign * (exp + 1)).numpy()
+    if codes.size and int(np.abs(codes).max()) > 127:
+        raise UserError(f"{name}: its Po2 exponents span {int(np.abs(codes).max())} steps, more than the IR's int8 "
+                        f"codes hold (127); use fewer --exp-bits")
+    return codes.astype(np.int8)
 
 
 def _conv_out_hw(h: int, w: int, conv) -> tuple[int, int]:
@@ -67,7 +72,7 @@ def lower(model: torch.nn.Module, input_shape: tuple[int, int, int], meta: dict 
                 raise UserError(f"{name}: expects {m.conv.in_channels} input channels, gets {c}")
             lo, hi = p["lo"], p["hi"]
             t = Tensor(name, (m.conv.out_channels, oh, ow), lo < 0, m.act_bits, p["out_frac"])
-            arrays[f"{name}.weight"] = _codes(p["sign"], p["exp"])
+            arrays[f"{name}.weight"] = _codes(p["sign"], p["exp"], name)
             arrays[f"{name}.bias"] = p["bias"].numpy()
             ops.append(Conv(name, x.name, name, f"{name}.weight", f"{name}.bias", p["stride"], p["padding"],
                             p["groups"], p["e_min"], p["acc_frac"] - p["out_frac"], lo, hi))
@@ -98,7 +103,7 @@ def lower(model: torch.nn.Module, input_shape: tuple[int, int, int], meta: dict 
                 op = Linear(name, x.name, name, "int8", f"{name}.weight", f"{name}.bias", f"{name}.scale_mult",
                             -p["scale_shift"])
             else:
-                arrays[f"{name}.weight"] = _codes(p["sign"], p["exp"])
+                arrays[f"{name}.weight"] = _codes(p["sign"], p["exp"], name)
                 op = Linear(name, x.name, name, "po2", f"{name}.weight", f"{name}.bias", None, p["e_min"])
             t = Tensor(name, (m.linear.out_features,), True, 64, p["logit_frac"])
             ops.append(op)
