@@ -49,11 +49,10 @@ def po2_levels(exp_bits: int) -> int:
     return 2 ** exp_bits - 1
 
 
-def _per_row(e_max, w: torch.Tensor):
-    """e_max as given (an int) or, for a per-output-channel tensor, shaped to broadcast over w."""
-    if isinstance(e_max, torch.Tensor) and e_max.dim() > 0:
-        return e_max.to(torch.int64).view(-1, *([1] * (w.dim() - 1)))
-    return int(e_max)
+def _per_row(e_max, w: torch.Tensor) -> torch.Tensor:
+    """e_max (an int, or one per output channel) as an int64 tensor that broadcasts over w."""
+    e = torch.as_tensor(e_max, dtype=torch.int64)
+    return e.view(-1, *([1] * (w.dim() - 1))) if e.dim() > 0 else e
 
 
 def po2_exponents(w: torch.Tensor, e_max, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,12 +67,8 @@ def po2_exponents(w: torch.Tensor, e_max, levels: int) -> tuple[torch.Tensor, to
     a = w.detach().abs()
     mant, ex = torch.frexp(a)
     e = ex.to(torch.int64) - 1 + (mant >= 0.75).to(torch.int64)
-    if isinstance(e_max, int):
-        e = torch.clamp(e, e_min, e_max)
-        nonzero = a >= 2.0 ** (e_min - 1)
-    else:
-        e = torch.minimum(torch.maximum(e, e_min), e_max)
-        nonzero = a >= torch.pow(2.0, (e_min - 1).to(a.dtype))
+    e = torch.clamp(e, e_min, e_max)
+    nonzero = a >= torch.pow(2.0, (e_min - 1).to(a.dtype))
     return e, nonzero
 
 
@@ -86,18 +81,7 @@ def po2_quantize(w: torch.Tensor, e_max, levels: int) -> torch.Tensor:
 
 def best_e_max(w: torch.Tensor, levels: int) -> int:
     """Per-layer scale: the top exponent (of 3 around max|w|) with least squared error."""
-    a = w.detach().abs()
-    m = float(a.max())
-    if m == 0.0:
-        return 0
-    mant, ex = math.frexp(m)
-    e0 = ex - 1 + (1 if mant >= 0.75 else 0)
-    best, best_err = e0, None
-    for cand in (e0, e0 - 1, e0 - 2):
-        err = float(((po2_quantize(w, cand, levels) - w.detach()) ** 2).sum())
-        if best_err is None or err < best_err:
-            best, best_err = cand, err
-    return best
+    return int(best_e_max_per_channel(w.reshape(1, -1), levels)[0])
 
 
 # A channel's scale may sit at most this far below its layer's top one: it keeps the Po2 codes
@@ -106,7 +90,8 @@ CHANNEL_SCALE_SPAN = 16
 
 
 def best_e_max_per_channel(w: torch.Tensor, levels: int) -> torch.Tensor:
-    """Per-output-channel scale: for each row of w, best_e_max's choice (int64 tensor [rows]).
+    """Per-output-channel scale (int64 tensor [rows]): for each row of w, the top exponent among
+    round(log2 max|row|) and one and two below with least squared error (ties: the higher one).
 
     All-zero rows (fully pruned channels) take the layer's top scale."""
     a = w.detach().abs().flatten(1)
