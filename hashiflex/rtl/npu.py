@@ -25,6 +25,8 @@ S_RANGE = (1, (1 << SCALE_BITS) - 1)
 DRAIN = 3          # cycles between the last weight word of a pass and the next pass's start
 NPU_FILE, CHIP_FILE, NPU_PRIMS_FILE = "hf_npu.v", "hf_chip.v", "hf_npu_prims.v"
 CHIP = "hf_chip"
+CHIP_SHELL = "hf_chip_shell"
+CHIP_SHELL_FILE = f"{CHIP_SHELL}.v"
 
 NPU_PRIMS_V = r"""// hashiflex NPU primitives (generated; do not edit)
 // verilator lint_off DECLFILENAME
@@ -317,6 +319,30 @@ def chip_verilog(g: NPUGeometry, top_ports: list[dict]) -> tuple[str, list[dict]
     return text, ports
 
 
+def block_ports(blocks: list[dict]) -> list[tuple[str, str, int]]:
+    """(name, direction, width) of the ports hf_top_shell has for its cut-out layer blocks."""
+    ps = []
+    for b in blocks:
+        for i in b["inputs"]:
+            p = f"{b['instance']}_{i['port']}"
+            ps += [(f"{p}_valid", "output", 1), (f"{p}_ready", "input", 1), (f"{p}_data", "output", i["width"])]
+        p = f"{b['instance']}_out"
+        ps += [(f"{p}_valid", "input", 1), (f"{p}_ready", "output", 1), (f"{p}_data", "input", b["out_width"])]
+    return ps
+
+
+def chip_shell_verilog(chip_text: str, blocks: list[dict]) -> str:
+    """hf_chip with hf_top replaced by hf_top_shell: the chip's ports plus every layer block's
+    ports, passed through (block-by-block simulation, docs/verification.md)."""
+    extra = block_ports(blocks)
+    decl = "".join(f",\n    {d} wire {_rng(w)}{n}" for n, d, w in extra)
+    text = chip_text.replace(f"module {CHIP} (", f"module {CHIP_SHELL} (", 1).replace("\n);\n", decl + "\n);\n", 1)
+    conn = "".join(f", .{n}({n})" for n, _, _ in extra)
+    head, tail = text.split("    hf_top u_top (", 1)
+    inst, rest = tail.split(");\n", 1)
+    return head + "    hf_top_shell u_top (" + inst + conn + ");\n" + rest
+
+
 def npu_manifest(g: NPUGeometry, stats: dict, pipeline_cycles: float, files: list[str], top_manifest: dict,
                  ports: list[dict]) -> dict:
     """The manifest's "npu" entry (also a manifest-like view of the chip for the testbench)."""
@@ -357,7 +383,11 @@ def emit_npu(prog: Program, out, manifest: dict, cfg: NPUConfig, write) -> dict:
     write(out / NPU_FILE, text)
     write(out / CHIP_FILE, chip)
     files = list(manifest["files"]) + [NPU_PRIMS_FILE, NPU_FILE, CHIP_FILE]
-    return npu_manifest(g, stats, pipeline, files, manifest, ports)
+    write(out / CHIP_SHELL_FILE, chip_shell_verilog(chip, manifest["shell"]["blocks"]))
+    entry = npu_manifest(g, stats, pipeline, files, manifest, ports)
+    entry["shell"] = {"top": CHIP_SHELL, "files": [manifest["files"][0], manifest["shell"]["file"], NPU_PRIMS_FILE,
+                                                  NPU_FILE, CHIP_SHELL_FILE], "blocks": manifest["shell"]["blocks"]}
+    return entry
 
 
 def geometry_of(entry: dict) -> NPUGeometry:

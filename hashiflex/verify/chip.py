@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .harness import build, check_images, find_rtl, simulate, verilator
+from .harness import (build, build_fields, check_files, check_images, cycles_per_image, distinct_rows, find_rtl,
+                      sim_fields, simulate_sharded)
+from .verilator import find_verilator
 
 KINDS = {"w": 0, "b": 1, "n": 2}
 
@@ -37,16 +39,30 @@ def load_file(npu: dict, phases: list[tuple[object, int]]) -> bytes:
     return np.concatenate(out).astype("<u4").tobytes()
 
 
+def _shard_phases(phases: list[tuple[object, int]], a: int, b: int) -> list[tuple[object, int]]:
+    """The phases of images [a, b): each phase's NPU image with the count of its images in range."""
+    out, pos = [], 0
+    for img, n in phases:
+        k = max(0, min(b, pos + n) - max(a, pos))
+        if k:
+            out.append((img, k))
+        pos += n
+    return out
+
+
 def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out: int = 0, seed: int = 1,
-                jobs: int = 2, keep_logits: bool = False) -> dict:
-    """phases: [(NPUImage, uint8 images [n, C, H, W]), ...], run in ONE simulation of one binary:
-    before each phase the NPU is reloaded with its image. Every image is checked against the
-    build's NPU (inputs, capacity) before anything runs. keep_logits: each phase's RTL logits
-    [n, N] (int64) in its result as "logits"."""
+                jobs: int = 2, keep_logits: bool = False, flat: bool = False) -> dict:
+    """phases: [(NPUImage, uint8 images [n, C, H, W]), ...], run through one binary: before each
+    phase the NPU is reloaded with its image (with `jobs` > 1 the images are split into contiguous
+    shards, one simulator process each, and each shard loads the images of its phases first).
+    Every image is checked against the build's NPU (inputs, capacity) before anything runs.
+    keep_logits: each phase's RTL logits [n, N] (int64) in its result as "logits"."""
     from ..finetune.image import apply_image, check_fits
     from ..sim.golden import GoldenSimulator
 
-    verilator()
+    if jobs < 1:
+        raise UserError(f"--jobs must be >= 1 (got {jobs})")
+    find_verilator()
     rtl_dir, manifest = find_rtl(build_dir)
     npu = manifest.get("npu")
     if npu is None:
@@ -59,10 +75,15 @@ def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out
     if prog is None:
         from ..ir import serialize
         prog = serialize.load(Path(build_dir))
-    binary, build_s, reused = build(rtl_dir, npu, Path(build_dir) / "verilator-chip", jobs)
+    shell = npu.get("shell") or {}
+    names = npu["files"] if flat else list(shell.get("files", [])) + [b["file"] for b in shell.get("blocks", [])]
+    check_files(rtl_dir, names, manifest)
+    b = build(rtl_dir, npu, Path(build_dir) / ("verilator-chip-flat" if flat else "verilator-chip"), jobs, flat)
     images = np.concatenate([x for _, x in phases])
-    sim = simulate(binary, npu, images, stall_in, stall_out, seed, load=load_file(npu, [(i, len(x)) for i, x in phases]))
-    got_all, cyc_all = sim["outputs"]["logits"], sim["cycles"]["logits"]
+    counts = [(i, len(x)) for i, x in phases]
+    sim = simulate_sharded(b.binary, npu, images, jobs, loads=lambda a, z: load_file(npu, _shard_phases(counts, a, z)),
+                           stall_in=stall_in, stall_out=stall_out, seed=seed)
+    got_all = sim["outputs"]["logits"]
     per, pos, first, bad_images, bad_values = [], 0, None, 0, 0
     for p, (img, x) in enumerate(phases):
         n = len(x)
@@ -75,20 +96,16 @@ def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out
             i, k = map(int, np.argwhere(diff)[0])
             first = {"phase": p, "image": pos + i, "logit": k, "rtl": int(got[i, k]),
                      "golden": int(want[i, k]) if k < img.n else 0}
-        cyc = cyc_all[pos:pos + n]
         per.append({"images": n, "classes": img.n, "mismatches": int(diff.any(axis=1).sum()),
-                    "cycles_per_image": float(cyc[-1] - cyc[0]) / (n - 1) if n > 1 else None})
+                    "distinct_outputs": distinct_rows(got[:, :img.n]),
+                    "top1": [int(v) for v in np.argmax(got[:, :img.n], axis=1)]})
         if keep_logits:
             per[-1]["logits"] = got[:, :img.n]
         pos += n
-    n0 = len(phases[0][1])
-    latency = int(cyc_all[0] - sim["in_first"][0])
-    cpi = per[0]["cycles_per_image"] if n0 > 1 else float(latency)
     return {"images": int(len(images)), "mismatches": bad_images, "mismatched_values": bad_values,
-            "first_mismatch": first, "ports": {"logits": {"tensor": prog.output, "mismatched_values": bad_values}},
-            "phases": per, "cycles_per_image": cpi, "latency_cycles": latency, "target": "chip",
-            "expected_cycles_per_image": npu["chip_cycles_per_image"], "npu": {k: npu[k] for k in (
+            "first_mismatch": first, "ports": {"logits": {"tensor": prog.output, "mismatched_values": bad_values,
+                                                          "distinct_outputs": distinct_rows(got_all)}},
+            "phases": per, "cycles_per_image": cycles_per_image(sim), "latency_cycles": sim["latency"],
+            "target": "chip", "expected_cycles_per_image": npu["chip_cycles_per_image"], "npu": {k: npu[k] for k in (
                 "lanes", "batch", "capacity", "in_features", "cycles_per_image", "keeps_pace")},
-            "total_cycles": sim["total_cycles"], "build_seconds": round(build_s, 3), "build_reused": reused,
-            "sim_seconds": round(sim["seconds"], 3),
-            "sim_images_per_s": round(len(images) / sim["seconds"], 3) if sim["seconds"] > 0 else None}
+            "total_cycles": sim["total_cycles"], **build_fields(b), **sim_fields(sim, len(images))}

@@ -1,34 +1,40 @@
-"""Verilator harness: build the generated RTL with a C++ testbench, stream images through it and
-compare every output with the golden simulator by exact integer equality."""
+"""Verilator harness: build the generated RTL with the C++ testbench, stream images through it and
+compare every output with the golden simulator by exact integer equality.
+
+Two builds of the same Verilog (docs/verification.md):
+- block by block (the default): every layer module is its own Verilated model, built from its own
+  file and the primitives only (cached by content hash, built in parallel with `jobs`), and the
+  rest of the top level (forks, skip FIFOs, the NPU) is the shell `hf_top_shell` / `hf_chip_shell`;
+  the testbench wires them every cycle. This is what scales to the default chip.
+- flat (`flat=True`): the whole top level verilated as one model, as the synthesis tool sees it;
+  the small builds' tests check that both give the same outputs on the same cycles.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from .testbench import testbench_cpp
+from .beats import pack, tensor_beats, unpack
+from .testbench import Bench, BlockPorts, Stream, testbench_cpp
+from .verilator import VERILATOR_MISSING, Block, BuiltBlock, build_block, find_verilator, link
 
-VERILATOR_MISSING = "verilator not found: install it with 'apt-get install verilator'"
-# Generated netlists are huge straight-line C++: -O0 plus --output-split (many small files for make -j)
-# builds small-po2 in ~5 min instead of ~15 on 2 cores; simulation is slower but runs only ~1e5 cycles.
-CXX_OPT = "-O0"
-OUTPUT_SPLIT = "20000"
-GLOBAL_OBJS = ("verilated.o", "verilated_threads.o")
+__all__ = ["VERILATOR_MISSING", "BuildResult", "build", "check_images", "find_rtl", "simulate", "verilator",
+           "verify_build"]
 
 
 def verilator() -> str:
-    exe = shutil.which("verilator")
-    if exe is None:
-        raise UserError(VERILATOR_MISSING)
-    return exe
+    """The Verilator executable (a UserError saying how to get one when there is none)."""
+    return find_verilator().exe
 
 
 def find_rtl(build_dir) -> tuple[Path, dict]:
@@ -40,65 +46,118 @@ def find_rtl(build_dir) -> tuple[Path, dict]:
     raise UserError(f"no RTL in {base}: run 'hashiflex compile --out {base}' first (manifest.json missing)")
 
 
-def _run(cmd: list[str], cwd: Path, what: str, env=None) -> None:
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        tail = (r.stdout + r.stderr).strip().splitlines()[-30:]
-        raise UserError(f"{what} failed (exit {r.returncode}):\n" + "\n".join(tail))
+def check_files(rtl_dir: Path, names: list[str], manifest: dict) -> None:
+    """Every file the build needs exists and is the one compile wrote (its sha256 in the manifest)."""
+    sums = manifest.get("sha256")
+    redo = f"re-run 'hashiflex compile' to regenerate {rtl_dir}"
+    if not isinstance(sums, dict):
+        raise UserError(f"{rtl_dir / 'manifest.json'} has no file checksums (written by an older hashiflex); {redo}")
+    for n in names:
+        p = rtl_dir / n
+        if not p.is_file():
+            raise UserError(f"{p} is missing; {redo}")
+        if sums.get(n) != hashlib.sha256(p.read_bytes()).hexdigest():
+            raise UserError(f"{p} was changed after compile (checksum differs from manifest.json); {redo}")
 
 
-def _cache_dir(version: str) -> Path:
-    root = Path(os.environ.get("HASHIFLEX_CACHE", Path.home() / ".cache" / "hashiflex"))
-    key = hashlib.sha256(f"{version}|{CXX_OPT}".encode()).hexdigest()[:16]
-    return root / f"verilator-{key}"
+def _stream(o: dict) -> Stream:
+    return Stream(o["port"], int(o["width"]), int(o["beats"]))
 
 
-def build(rtl_dir: Path, manifest: dict, work: Path, jobs: int = 2) -> tuple[Path, float, bool]:
-    """Verilate and compile; returns (executable, seconds, reused). A build whose sources and
-    flags are unchanged is reused. Verilator's runtime objects are compiled once and cached."""
-    exe = verilator()
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
-    tb = testbench_cpp(manifest)
-    h = hashlib.sha256(f"{version}|{CXX_OPT}|{OUTPUT_SPLIT}|{tb}".encode())
-    for name in manifest["files"]:
-        h.update((rtl_dir / name).read_bytes())
-    stamp = h.hexdigest()
-    work.mkdir(parents=True, exist_ok=True)
-    binary = work / "obj" / "Vtop"
-    if binary.is_file() and (work / "stamp").is_file() and (work / "stamp").read_text() == stamp:
-        return binary, 0.0, True
+def bench_of(view: dict, blocks: list[BlockPorts] = ()) -> Bench:
+    load = tuple((p["name"], p["width"]) for p in view["ports"]) if "load_port" in view else ()
+    return Bench((_stream(view["input"]),), tuple(_stream(o) for o in view["outputs"]), tuple(blocks), load)
+
+
+def _sources(rtl_dir: Path, names: list[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((n, (rtl_dir / n).read_text()) for n in names)
+
+
+def _layer_blocks(rtl_dir: Path, shell: dict, prims: str) -> list[tuple[Block, BlockPorts]]:
+    out = []
+    for b in shell["blocks"]:
+        prefix = "V" + b["instance"].replace("u", "b", 1)
+        blk = Block(prefix, b["module"], _sources(rtl_dir, [prims, b["file"]]))
+        out.append((blk, BlockPorts(prefix, b["instance"], tuple(i["port"] for i in b["inputs"]))))
+    return out
+
+
+@dataclass
+class BuildResult:
+    binary: Path
+    seconds: float
+    reused: bool
+    verilator_version: str
+    mode: str                                   # "blocks" or "flat"
+    blocks: list[dict] = field(default_factory=list)   # per Verilated model: name, seconds, peak MB, cached
+
+    def __iter__(self):   # (binary, seconds, reused), as before
+        return iter((self.binary, self.seconds, self.reused))
+
+
+def build_blocks(blocks: list[Block], jobs: int, make_jobs: int = 1) -> list[BuiltBlock]:
+    """Build (or reuse) every block, `jobs` at a time, the largest first (they dominate the wall time)."""
+    v = find_verilator()
+    order = sorted(range(len(blocks)), key=lambda i: -sum(len(t) for _, t in blocks[i].sources))
+    built: list[BuiltBlock | None] = [None] * len(blocks)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        futs = {i: ex.submit(build_block, blocks[i], v, make_jobs) for i in order}
+        for i, f in futs.items():
+            built[i] = f.result()
+    return built  # type: ignore[return-value]
+
+
+def build(rtl_dir: Path, view: dict, work: Path, jobs: int = 2, flat: bool = False) -> BuildResult:
+    """Verilate and compile the design of `view` (the manifest, or its "npu" entry for the chip)
+    with the testbench into work/; a build whose models and testbench are unchanged is reused."""
+    if jobs < 1:
+        raise UserError(f"--jobs must be >= 1 (got {jobs})")
+    v = find_verilator()
     t0 = time.perf_counter()
-    shutil.rmtree(work / "obj", ignore_errors=True)
-    (work / "tb.cpp").write_text(tb)
-    srcs = [str((rtl_dir / n).resolve()) for n in manifest["files"]]
-    _run([exe, "--cc", "--exe", "-Wno-fatal", "--top-module", manifest["top"], "--prefix", "Vtop", "--Mdir", "obj",
-          "--output-split", OUTPUT_SPLIT, "-CFLAGS", CXX_OPT, "tb.cpp", *srcs], work, "verilator")
-    cache = _cache_dir(version)
-    if all((cache / o).is_file() for o in GLOBAL_OBJS):
-        for o in GLOBAL_OBJS:  # newer than Vtop.mk, so make keeps them
-            shutil.copyfile(cache / o, work / "obj" / o)
-    opt = [f"OPT_FAST={CXX_OPT}", f"OPT_SLOW={CXX_OPT}", f"OPT_GLOBAL={CXX_OPT}"]
-    _run(["make", "-s", f"-j{jobs}", "-f", "Vtop.mk", *opt], work / "obj", "C++ build of the testbench")
-    if not all((cache / o).is_file() for o in GLOBAL_OBJS):
-        cache.mkdir(parents=True, exist_ok=True)
-        for o in GLOBAL_OBJS:
-            tmp = cache / f".{o}.{os.getpid()}"
-            shutil.copyfile(work / "obj" / o, tmp)
-            os.replace(tmp, cache / o)
+    if flat:
+        top = Block("Vtop", view["top"], _sources(rtl_dir, view["files"]))
+        pairs = []
+        bench = bench_of(view)
+    else:
+        shell = view.get("shell")
+        if not isinstance(shell, dict):
+            raise UserError(f"{rtl_dir / 'manifest.json'} has no block-by-block view (written by an older "
+                            "hashiflex); re-run 'hashiflex compile'")
+        files = shell["files"] if "files" in shell else [view["files"][0], shell["file"]]
+        top = Block("Vtop", shell["top"], _sources(rtl_dir, files))
+        pairs = _layer_blocks(rtl_dir, shell, view["files"][0])
+        bench = bench_of(view, [p for _, p in pairs])
+    models = [top] + [b for b, _ in pairs]
+    tb = testbench_cpp(bench)
+    stamp = hashlib.sha256("|".join([tb] + [m.key(v) for m in models]).encode()).hexdigest()
+    work.mkdir(parents=True, exist_ok=True)
+    binary = work / "sim"
+    if binary.is_file() and (work / "stamp").is_file() and (work / "stamp").read_text() == stamp:
+        return BuildResult(binary, 0.0, True, v.version, "flat" if flat else "blocks")
+    (work / "stamp").unlink(missing_ok=True)
+    built = build_blocks(models, jobs, make_jobs=jobs if flat else 1)
+    link(tb, built, v, binary)
     (work / "stamp").write_text(stamp)
-    return binary, time.perf_counter() - t0, False
+    info = [{"model": m.top, "seconds": round(b.seconds, 2), "verilate_s": round(b.verilate_s, 2),
+             "compile_s": round(b.compile_s, 2), "peak_mb": round(b.peak_kb / 1024, 1), "cached": b.seconds == 0}
+            for m, b in zip(models, built)]
+    return BuildResult(binary, time.perf_counter() - t0, False, v.version, "flat" if flat else "blocks", info)
 
 
-def simulate(binary: Path, manifest: dict, images: np.ndarray, stall_in: int = 0, stall_out: int = 0,
-             seed: int = 1, max_idle: int = 100_000, load: bytes | None = None) -> dict:
-    """Run the testbench; returns per-port outputs [N, C] and acceptance cycles. `load`: the NPU
-    load file (verify.chip.load_file) for a chip view."""
-    n = len(images)
+def run_bench(binary: Path, bench: Bench, inputs: list[np.ndarray], bits: list[int], stall_in: int = 0,
+              stall_out: int = 0, seed: int = 1, max_idle: int = 100_000, load: bytes | None = None) -> dict:
+    """One testbench process. inputs[k]: [N, beats, per_beat] values of input stream k (`bits[k]`
+    bits each). Returns each output's raw words [N, beats, words], acceptance cycles [N, beats],
+    the first input's first/last beat cycles, the total cycles and the wall seconds."""
+    n = len(inputs[0])
     with tempfile.TemporaryDirectory(prefix="hf-sim-") as d:
-        src, dst = Path(d) / "images.bin", Path(d) / "out.bin"
+        src, dst = Path(d) / "in.bin", Path(d) / "out.bin"
         with open(src, "wb") as f:
-            f.write(np.array(images.shape, dtype="<i4").tobytes())
-            f.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+            f.write(np.array([n], "<u4").tobytes())
+            for s, x, b in zip(bench.inputs, inputs, bits):
+                w = pack(x, b)
+                assert w.shape == (n, s.beats, s.words), (w.shape, s)
+                f.write(w.tobytes())
         extra = []
         if load is not None:
             (Path(d) / "load.bin").write_bytes(load)
@@ -109,19 +168,73 @@ def simulate(binary: Path, manifest: dict, images: np.ndarray, stall_in: int = 0
         secs = time.perf_counter() - t0
         if r.returncode != 0:
             raise UserError(f"RTL simulation failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()}")
-        raw = np.fromfile(dst, dtype="<i8")
-    outs, pos = {}, 0
-    for o in manifest["outputs"]:
-        k = n * o["beats"] * o["lanes"] * o["channels"]
-        outs[o["port"]] = raw[pos:pos + k].reshape(n, o["beats"] * o["lanes"] * o["channels"])
+        raw = np.fromfile(dst, dtype=np.uint8)
+    pos, words, cycles = 0, [], []
+    for o in bench.outputs:
+        k = n * o.beats * o.words * 4
+        words.append(raw[pos:pos + k].view("<u4").reshape(n, o.beats, o.words))
         pos += k
-    cycles = {}
-    for o in manifest["outputs"]:  # the cycle each image's last beat left
-        cycles[o["port"]] = raw[pos:pos + n * o["beats"]].reshape(n, o["beats"])[:, -1]
-        pos += n * o["beats"]
-    in_first, in_last, total = raw[pos:pos + n], raw[pos + n:pos + 2 * n], int(raw[pos + 2 * n])
-    return {"outputs": outs, "cycles": cycles, "in_first": in_first, "in_last": in_last, "total_cycles": total,
-            "seconds": secs}
+    rest = raw[pos:].view("<i8")
+    pos = 0
+    for o in bench.outputs:
+        cycles.append(rest[pos:pos + n * o.beats].reshape(n, o.beats))
+        pos += n * o.beats
+    return {"words": words, "cycles": cycles, "in_first": rest[pos:pos + n], "in_last": rest[pos + n:pos + 2 * n],
+            "total_cycles": int(rest[pos + 2 * n]), "seconds": secs}
+
+
+def simulate(binary: Path, view: dict, images: np.ndarray, stall_in: int = 0, stall_out: int = 0,
+             seed: int = 1, max_idle: int = 100_000, load: bytes | None = None) -> dict:
+    """Stream uint8 images through a built design; returns per-port outputs [N, beats*lanes*C]
+    (int64), the cycle each image's last beat left per port, and the input cycles. `load`: the NPU
+    load file (verify.chip.load_file) for a chip view."""
+    bench = bench_of(view)
+    x = tensor_beats(images.astype(np.int64), int(view["input"]["lanes"]))
+    r = run_bench(binary, bench, [x], [8], stall_in, stall_out, seed, max_idle, load)
+    n = len(images)
+    outs, cycles = {}, {}
+    for o, w, c in zip(view["outputs"], r["words"], r["cycles"]):
+        per = o["lanes"] * o["channels"]
+        outs[o["port"]] = unpack(w, per, o["bits"], o["signed"]).reshape(n, -1)
+        cycles[o["port"]] = c[:, -1]
+    return {"outputs": outs, "cycles": cycles, "in_first": r["in_first"], "in_last": r["in_last"],
+            "total_cycles": r["total_cycles"], "seconds": r["seconds"]}
+
+
+def shards_of(n: int, jobs: int) -> list[tuple[int, int]]:
+    """Contiguous image ranges [a, b), one per simulator process (at most n)."""
+    k = max(1, min(jobs, n))
+    cuts = [round(i * n / k) for i in range(k + 1)]
+    return [(cuts[i], cuts[i + 1]) for i in range(k)]
+
+
+def simulate_sharded(binary: Path, view: dict, images: np.ndarray, jobs: int, loads=None, **kw) -> dict:
+    """simulate() over `jobs` processes of the same binary, each a contiguous shard of the images;
+    results merged in image order (outputs identical to one process). loads(a, b): the load file
+    of shard [a, b). The cycle figures are per shard; "spans" holds (last - first exit cycle,
+    images - 1) of each shard so steady-state cycles per image can be pooled."""
+    parts = shards_of(len(images), jobs)
+    with ThreadPoolExecutor(max_workers=len(parts)) as ex:
+        futs = [ex.submit(simulate, binary, view, images[a:b], load=loads(a, b) if loads else None, **kw)
+                for a, b in parts]
+        res = [f.result() for f in futs]
+    ports = list(res[0]["outputs"])
+    last = view["outputs"][-1]["port"]
+    return {"outputs": {p: np.concatenate([r["outputs"][p] for r in res]) for p in ports},
+            "cycles": {p: np.concatenate([r["cycles"][p] for r in res]) for p in ports},
+            "in_first": np.concatenate([r["in_first"] for r in res]),
+            "spans": [(int(r["cycles"][last][-1] - r["cycles"][last][0]), len(r["cycles"][last]) - 1) for r in res],
+            "latency": int(res[0]["cycles"][last][0] - res[0]["in_first"][0]),
+            "total_cycles": max(r["total_cycles"] for r in res), "seconds": max(r["seconds"] for r in res),
+            "cpu_seconds": sum(r["seconds"] for r in res), "shards": len(parts)}
+
+
+def cycles_per_image(sim: dict) -> float:
+    """Steady-state cycles between consecutive images' last output beats, pooled over shards
+    (the latency when every shard has one image)."""
+    span = sum(s for s, _ in sim["spans"])
+    gaps = sum(g for _, g in sim["spans"])
+    return span / gaps if gaps else float(sim["latency"])
 
 
 def check_images(images_u8, manifest: dict) -> np.ndarray:
@@ -134,16 +247,24 @@ def check_images(images_u8, manifest: dict) -> np.ndarray:
     return images
 
 
+def distinct_rows(x: np.ndarray) -> int:
+    """How many different output vectors (rows) an [N, ...] array holds."""
+    return int(len(np.unique(np.asarray(x).reshape(len(x), -1), axis=0))) if len(x) else 0
+
+
 def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0, stall_out: int = 0,
-                 seed: int = 1, jobs: int = 2, target: str = "auto") -> dict:
+                 seed: int = 1, jobs: int = 2, target: str = "auto", flat: bool = False) -> dict:
     """Stream images through the RTL in build_dir and compare every output with the golden
     simulator. `prog` defaults to the IR saved in build_dir; stall_in/stall_out (percent) add
     random bubbles on the input and back-pressure on the outputs. `target`: "pipeline" (hf_top),
     "chip" (hf_chip with the NPU, loaded with the program's own classifier) or "auto" (the chip
-    when the build has an NPU)."""
+    when the build has an NPU). `jobs`: parallel block builds and simulator processes (image
+    shards); `flat`: one Verilated model of the whole top level instead of block by block."""
     from ..sim.golden import GoldenSimulator
 
-    verilator()
+    if jobs < 1:
+        raise UserError(f"--jobs must be >= 1 (got {jobs})")
+    find_verilator()
     rtl_dir, manifest = find_rtl(build_dir)
     images = check_images(images_u8, manifest)
     if prog is None:
@@ -152,9 +273,13 @@ def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0,
     if target == "chip" or (target == "auto" and "npu" in manifest):
         from ..finetune.image import image_from_program
         from .chip import verify_chip
-        return verify_chip(build_dir, [(image_from_program(prog), images)], prog, stall_in, stall_out, seed, jobs)
-    binary, build_s, reused = build(rtl_dir, manifest, Path(build_dir) / "verilator", jobs)
-    sim = simulate(binary, manifest, images, stall_in, stall_out, seed)
+        return verify_chip(build_dir, [(image_from_program(prog), images)], prog, stall_in, stall_out, seed, jobs,
+                           flat=flat)
+    names = manifest["files"] if flat else [manifest["files"][0], manifest["shell"]["file"]] + \
+        [b["file"] for b in manifest["shell"]["blocks"]]
+    check_files(rtl_dir, names, manifest)
+    b = build(rtl_dir, manifest, Path(build_dir) / ("verilator-flat" if flat else "verilator"), jobs, flat)
+    sim = simulate_sharded(b.binary, manifest, images, jobs, stall_in=stall_in, stall_out=stall_out, seed=seed)
     gold = GoldenSimulator(prog).run(images, keep_all=True)
     n = len(images)
     bad_images = np.zeros(n, dtype=bool)
@@ -174,17 +299,26 @@ def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0,
         diff = want != got
         bad_images |= diff.any(axis=1)
         bad_values += int(diff.sum())
-        ports[o["port"]] = {"tensor": o["tensor"], "mismatched_values": int(diff.sum())}
+        ports[o["port"]] = {"tensor": o["tensor"], "mismatched_values": int(diff.sum()),
+                            "distinct_outputs": distinct_rows(got)}
         if first is None and diff.any():
             i, k = map(int, np.argwhere(diff)[0])
             first = {"port": o["port"], "image": i, "beat": k // o["channels"], "channel": k % o["channels"],
                      "rtl": int(got[i, k]), "golden": int(want[i, k])}
-    last = sim["cycles"][manifest["outputs"][-1]["port"]]
-    latency = int(last[0] - sim["in_first"][0])
-    cpi = float(last[-1] - last[0]) / (n - 1) if n > 1 else float(latency)
     return {"images": n, "mismatches": int(bad_images.sum()), "mismatched_values": bad_values,
-            "first_mismatch": first, "ports": ports, "cycles_per_image": cpi, "latency_cycles": latency,
-            "expected_cycles_per_image": manifest["expected_cycles_per_image"],
-            "total_cycles": sim["total_cycles"], "build_seconds": round(build_s, 3), "build_reused": reused,
-            "sim_seconds": round(sim["seconds"], 3),
-            "sim_images_per_s": round(n / sim["seconds"], 3) if sim["seconds"] > 0 else None}
+            "first_mismatch": first, "ports": ports, "cycles_per_image": cycles_per_image(sim),
+            "latency_cycles": sim["latency"], "expected_cycles_per_image": manifest["expected_cycles_per_image"],
+            "total_cycles": sim["total_cycles"], **build_fields(b), **sim_fields(sim, n)}
+
+
+def build_fields(b: BuildResult) -> dict:
+    return {"build_seconds": round(b.seconds, 3), "build_reused": b.reused, "build_mode": b.mode,
+            "verilator_version": b.verilator_version, "build_models": len(b.blocks) or None,
+            "build_peak_mb": max((x["peak_mb"] for x in b.blocks), default=None)}
+
+
+def sim_fields(sim: dict, n: int) -> dict:
+    s = sim["seconds"]
+    return {"sim_seconds": round(s, 3), "sim_processes": sim["shards"],
+            "sim_images_per_s": round(n / s, 3) if s > 0 else None,
+            "sim_images_per_cpu_s": round(n / sim["cpu_seconds"], 3) if sim["cpu_seconds"] > 0 else None}
