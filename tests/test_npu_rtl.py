@@ -50,7 +50,7 @@ def chip(tmp_path_factory):
 
 def test_chip_is_lint_clean(chip):
     _, d, man = chip
-    r = subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", "hf_chip",
+    r = subprocess.run([harness.verilator(), "--lint-only", "-Wall", "--top-module", "hf_chip",
                         *[str(d / "rtl" / f) for f in man["npu"]["files"]]], capture_output=True, text=True)
     assert r.returncode == 0 and not (r.stdout + r.stderr), r.stdout + r.stderr
 

