@@ -211,8 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-layer", action="store_true",
                    help="check every layer module alone on the golden simulator's tensors (for designs too big "
                         "to simulate whole)")
-    p.add_argument("--flat", action="store_true",
-                   help="verilate the whole top level as one model instead of block by block (small builds)")
+    p.add_argument("--build-mode", choices=("auto", "flat", "blocks"), default="auto",
+                   help="blocks: one Verilated model per layer module, cached, stitched by the testbench (scales "
+                        "to the real chips); flat: the whole top level as one model; auto (default): flat below "
+                        "20,000 adders, else blocks (docs/verification.md)")
     p.add_argument("--dataset", metavar="SPEC",
                    help="images to stream: fashion-mnist (default for 28x28 builds), digits or folder:PATH "
                         "(one sub-folder per class); labelled images also give the chip's top-1")

@@ -119,7 +119,8 @@ def stub_verilator(monkeypatch):
     def fake_verify_build(build_dir, images, prog=None, *a, **k):
         calls.append((Path(build_dir), images.shape))
         return {"images": len(images), "mismatches": 0, "cycles_per_image": 1.0, "expected_cycles_per_image": 1,
-                "latency_cycles": 1, "build_seconds": 0.0, "sim_images_per_s": 1.0}
+                "latency_cycles": 1, "build_seconds": 0.0, "sim_images_per_s": 1.0, "verilator_version": "stub",
+                "build_mode": "blocks", "ports": {"out": {"distinct_outputs": len(images)}}, "sim_processes": 1}
 
     monkeypatch.setattr(harness, "verilator", lambda: "/usr/bin/verilator")
     monkeypatch.setattr(verify, "verify_build", fake_verify_build)

@@ -3,6 +3,7 @@ exactly, for two different weight images loaded one after the other through the 
 the SAME Verilator binary, and the hardened files do not depend on the weights. These fail (never
 skip) when Verilator is missing."""
 import shutil
+from pathlib import Path
 import subprocess
 
 import numpy as np
@@ -73,7 +74,7 @@ def test_reload_two_images_in_one_binary_equals_golden(chip):
     again = verify_chip(d, [(b, xa), (a, xb)], prog, stall_in=30, stall_out=40, seed=5)
     assert again["build_reused"] and again["mismatches"] == 0, again["first_mismatch"]
     # negative control: run image B but compare with image A's golden logits -> they differ
-    bin_ = d / "verilator-chip" / "obj" / "Vtop"
+    bin_ = Path(again["binary"])
     sim = harness.simulate(bin_, man["npu"], xa, load=load_file(man["npu"], [(b, len(xa))]))
     ga_xa = GoldenSimulator(apply_image(prog, a)).run(xa)[prog.output].numpy().astype(np.int64)
     assert not np.array_equal(sim["outputs"]["logits"][:, :3], ga_xa)
@@ -151,8 +152,8 @@ def test_too_many_classes_is_refused_before_anything_runs(chip, tmp_path):
 
 def test_missing_verilator_is_a_user_error(chip, monkeypatch):
     prog, d, _ = chip
-    real = shutil.which
-    monkeypatch.setattr(harness.shutil, "which", lambda name: None if name == "verilator" else real(name))
+    from hashiflex.verify import verilator as vl
+    monkeypatch.setattr(vl, "locate", lambda override, path: None)
     with pytest.raises(UserError, match="verilator not found"):
         verify_chip(d, [(image_from_program(prog), _images(1, 0))], prog)
 

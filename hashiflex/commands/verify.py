@@ -28,6 +28,11 @@ def check_manifest(build) -> None:
     absent = [str(f) for f in files if not (isinstance(f, str) and (rtl_dir / f).is_file())]
     if absent or not files:
         raise UserError(f"RTL files missing from {rtl_dir}: {', '.join(absent[:3]) or 'all'}; {redo}")
+    sums = m.get("sha256")
+    if not isinstance(sums, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sums.items()):
+        raise UserError(f"{rtl_dir / 'manifest.json'} has no file checksums (an older hashiflex wrote it); {redo}")
+    from ..verify.harness import check_files
+    check_files(rtl_dir, sorted(sums), m)   # every generated file present and unedited
 
 
 def _verify_with_image(args, prog, images: np.ndarray) -> dict:
@@ -37,8 +42,9 @@ def _verify_with_image(args, prog, images: np.ndarray) -> dict:
     from ..verify import verify_chip
 
     image = read_image(args.npu_image)
+    flat = {"auto": None, "flat": True, "blocks": False}[args.build_mode]
     r = verify_chip(args.build, [(image, images)], prog, args.stall_in, args.stall_out, args.seed, args.jobs,
-                    flat=args.flat)
+                    flat=flat)
     r["npu_image"] = {"file": str(args.npu_image), "classes": image.n}
     return r
 
@@ -93,8 +99,9 @@ def run(args):
     for opt, v in (("--stall-in", args.stall_in), ("--stall-out", args.stall_out)):
         if not 0 <= v < 100:
             raise UserError(f"{opt} is a percentage in [0, 100) (got {v})")
-    if args.per_layer and (args.npu_image or args.flat):
-        raise UserError("--per-layer checks the layer modules alone: drop --npu-image and --flat")
+    if args.per_layer and (args.npu_image or args.build_mode != "auto"):
+        raise UserError("--per-layer checks the layer modules alone: drop --npu-image and --build-mode")
+    flat = {"auto": None, "flat": True, "blocks": False}[args.build_mode]
     harness.verilator()  # missing Verilator: say how to install it before reading anything
     if Path(args.build).is_file():
         raise UserError(f"BUILD {args.build} is a file: give the folder written by 'hashiflex compile --out BUILD'")
@@ -107,7 +114,7 @@ def run(args):
     if args.per_layer:
         r = verify_layers(args.build, images, prog, args.jobs, args.stall_in, args.stall_out, args.seed)
     elif args.npu_image is None:
-        r = verify_build(args.build, images, prog, args.stall_in, args.stall_out, args.seed, args.jobs, flat=args.flat)
+        r = verify_build(args.build, images, prog, args.stall_in, args.stall_out, args.seed, args.jobs, flat=flat)
     else:
         r = _verify_with_image(args, prog, images)
     _top1(r, labels)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .harness import (build, build_fields, check_files, check_images, cycles_per_image, distinct_rows, find_rtl,
+from .harness import (build, build_fields, check_files, check_images, cycles_per_image, distinct_rows, find_rtl, flat_mode,
                       sim_fields, simulate_sharded)
 from .verilator import find_verilator
 
@@ -51,7 +51,7 @@ def _shard_phases(phases: list[tuple[object, int]], a: int, b: int) -> list[tupl
 
 
 def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out: int = 0, seed: int = 1,
-                jobs: int = 2, keep_logits: bool = False, flat: bool = False) -> dict:
+                jobs: int = 2, keep_logits: bool = False, flat: bool | None = None) -> dict:
     """phases: [(NPUImage, uint8 images [n, C, H, W]), ...], run through one binary: before each
     phase the NPU is reloaded with its image (with `jobs` > 1 the images are split into contiguous
     shards, one simulator process each, and each shard loads the images of its phases first).
@@ -75,6 +75,7 @@ def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out
     if prog is None:
         from ..ir import serialize
         prog = serialize.load(Path(build_dir))
+    flat = flat_mode(manifest, flat)
     shell = npu.get("shell") or {}
     names = npu["files"] if flat else list(shell.get("files", [])) + [b["file"] for b in shell.get("blocks", [])]
     check_files(rtl_dir, names, manifest)

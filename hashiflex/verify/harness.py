@@ -32,6 +32,16 @@ __all__ = ["VERILATOR_MISSING", "BuildResult", "build", "check_images", "find_rt
            "verify_build"]
 
 
+# Below this many adders a design is verilated flat by default: one model builds faster than the
+# per-model overhead of many tiny ones (verilate, make, the Verilator headers in every compile).
+FLAT_MAX_ADDERS = 20_000
+
+
+def flat_mode(manifest: dict, flat: bool | None) -> bool:
+    """flat=None (auto): flat for small designs, block by block otherwise."""
+    return int(manifest.get("adders", 0)) < FLAT_MAX_ADDERS if flat is None else bool(flat)
+
+
 def verilator() -> str:
     """The Verilator executable (a UserError saying how to get one when there is none)."""
     return find_verilator().exe
@@ -54,8 +64,8 @@ def check_files(rtl_dir: Path, names: list[str], manifest: dict) -> None:
         raise UserError(f"{rtl_dir / 'manifest.json'} has no file checksums (written by an older hashiflex); {redo}")
     for n in names:
         p = rtl_dir / n
-        if not p.is_file():
-            raise UserError(f"{p} is missing; {redo}")
+        if not p.is_file() or Path(n).name != n:
+            raise UserError(f"RTL file {p} is missing; {redo}")
         if sums.get(n) != hashlib.sha256(p.read_bytes()).hexdigest():
             raise UserError(f"{p} was changed after compile (checksum differs from manifest.json); {redo}")
 
@@ -253,13 +263,14 @@ def distinct_rows(x: np.ndarray) -> int:
 
 
 def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0, stall_out: int = 0,
-                 seed: int = 1, jobs: int = 2, target: str = "auto", flat: bool = False) -> dict:
+                 seed: int = 1, jobs: int = 2, target: str = "auto", flat: bool | None = None) -> dict:
     """Stream images through the RTL in build_dir and compare every output with the golden
     simulator. `prog` defaults to the IR saved in build_dir; stall_in/stall_out (percent) add
     random bubbles on the input and back-pressure on the outputs. `target`: "pipeline" (hf_top),
     "chip" (hf_chip with the NPU, loaded with the program's own classifier) or "auto" (the chip
     when the build has an NPU). `jobs`: parallel block builds and simulator processes (image
-    shards); `flat`: one Verilated model of the whole top level instead of block by block."""
+    shards); `flat`: one Verilated model of the whole top level (True), block by block (False), or
+    flat only below FLAT_MAX_ADDERS adders (None)."""
     from ..sim.golden import GoldenSimulator
 
     if jobs < 1:
@@ -275,6 +286,7 @@ def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0,
         from .chip import verify_chip
         return verify_chip(build_dir, [(image_from_program(prog), images)], prog, stall_in, stall_out, seed, jobs,
                            flat=flat)
+    flat = flat_mode(manifest, flat)
     names = manifest["files"] if flat else [manifest["files"][0], manifest["shell"]["file"]] + \
         [b["file"] for b in manifest["shell"]["blocks"]]
     check_files(rtl_dir, names, manifest)
@@ -312,7 +324,7 @@ def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0,
 
 
 def build_fields(b: BuildResult) -> dict:
-    return {"build_seconds": round(b.seconds, 3), "build_reused": b.reused, "build_mode": b.mode,
+    return {"build_seconds": round(b.seconds, 3), "build_reused": b.reused, "build_mode": b.mode, "binary": str(b.binary),
             "verilator_version": b.verilator_version, "build_models": len(b.blocks) or None,
             "build_peak_mb": max((x["peak_mb"] for x in b.blocks), default=None)}
 

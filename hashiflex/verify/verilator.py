@@ -77,7 +77,8 @@ def _version_of(exe: str, root: str | None) -> str:
 
 
 @lru_cache(maxsize=None)
-def _locate(override: str | None, path: str | None) -> Verilator | None:
+def locate(override: str | None, path: str | None) -> Verilator | None:
+    """The Verilator for $HASHIFLEX_VERILATOR = override and $PATH = path, or None (see the module docstring)."""
     if override:
         exe = shutil.which(override) or (override if os.path.isfile(override) else None)
         if exe is None:
@@ -106,7 +107,7 @@ def _locate(override: str | None, path: str | None) -> Verilator | None:
 
 def find_verilator() -> Verilator:
     """The Verilator to use (see the module docstring); a UserError saying how to get one if none."""
-    v = _locate(os.environ.get(ENV_OVERRIDE) or None, os.environ.get("PATH"))
+    v = locate(os.environ.get(ENV_OVERRIDE) or None, os.environ.get("PATH"))
     if v is None:
         raise UserError(VERILATOR_MISSING)
     return v
