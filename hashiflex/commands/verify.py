@@ -82,10 +82,11 @@ def _images(args, prog, limit: int | None) -> tuple[np.ndarray, np.ndarray | Non
 
 def _top1(r: dict, labels: np.ndarray | None) -> None:
     """The chip's own top-1 on labelled images, from the logits it produced."""
-    if labels is None or "phases" not in r:
+    if "phases" not in r:
         return
-    pred = np.concatenate([np.asarray(ph.pop("top1")) for ph in r["phases"]])
-    r["top1"] = round(float((pred == labels[:len(pred)]).mean()), 6)
+    pred = np.concatenate([np.asarray(ph.pop("top1"), dtype=np.int64) for ph in r["phases"]])
+    if labels is not None:
+        r["top1"] = round(float((pred == labels[:len(pred)]).mean()), 6)
 
 
 def run(args):

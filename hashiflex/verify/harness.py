@@ -145,7 +145,7 @@ def build(rtl_dir: Path, view: dict, work: Path, jobs: int = 2, flat: bool = Fal
     if binary.is_file() and (work / "stamp").is_file() and (work / "stamp").read_text() == stamp:
         return BuildResult(binary, 0.0, True, v.version, "flat" if flat else "blocks")
     (work / "stamp").unlink(missing_ok=True)
-    built = build_blocks(models, jobs, make_jobs=jobs if flat else 1)
+    built = build_blocks(models, jobs, make_jobs=jobs)  # -j per block too: no idle core while one big block compiles
     link(tb, built, v, binary)
     (work / "stamp").write_text(stamp)
     info = [{"model": m.top, "seconds": round(b.seconds, 2), "verilate_s": round(b.verilate_s, 2),

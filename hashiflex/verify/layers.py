@@ -91,7 +91,7 @@ def verify_layers(build_dir, images_u8: np.ndarray, prog=None, jobs: int = 2, st
     models = [Block("V" + b["instance"].replace("u", "b", 1), b["module"], _sources(rtl_dir, [prims, b["file"]]))
               for b in blocks]
     t0 = time.perf_counter()
-    built = build_blocks(models, jobs)
+    built = build_blocks(models, jobs, make_jobs=jobs)
     work = Path(build_dir) / "verilator-layers"
     with ThreadPoolExecutor(max_workers=jobs) as ex:
         exes = list(ex.map(lambda i: _binary(blocks[i], built[i], work), range(len(blocks))))
