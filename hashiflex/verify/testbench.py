@@ -257,7 +257,7 @@ def _settle(blocks: tuple[BlockPorts, ...]) -> str:
     for b in blocks:
         u, m = b.instance, b.instance.replace("u", "b", 1)
         cin = " | ".join([f"cp({m}->{p}_valid, top->{u}_{p}_valid) | cp({m}->{p}_data, top->{u}_{p}_data)"
-                          for p in b.inputs] + [f"cp({m}->out_ready, top->{u}_out_ready)"])
+                          for p in b.inputs] + [f"cp({m}->out_ready, top->{u}_out_ready)", f"cp({m}->rst, top->rst)"])
         cout = " | ".join([f"cp(top->{u}_{p}_ready, {m}->{p}_ready)" for p in b.inputs] +
                           [f"cp(top->{u}_out_valid, {m}->out_valid)", f"cp(top->{u}_out_data, {m}->out_data)"])
         out += [f"        if ({cin}) {{ q_{u}.touched = true; {m}->eval(); }}",
