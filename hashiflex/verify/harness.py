@@ -79,7 +79,7 @@ def bench_of(view: dict, blocks: list[BlockPorts] = ()) -> Bench:
     return Bench((_stream(view["input"]),), tuple(_stream(o) for o in view["outputs"]), tuple(blocks), load)
 
 
-def _sources(rtl_dir: Path, names: list[str]) -> tuple[tuple[str, str], ...]:
+def sources_of(rtl_dir: Path, names: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple((n, (rtl_dir / n).read_text()) for n in names)
 
 
@@ -87,7 +87,7 @@ def _layer_blocks(rtl_dir: Path, shell: dict, prims: str) -> list[tuple[Block, B
     out = []
     for b in shell["blocks"]:
         prefix = "V" + b["instance"].replace("u", "b", 1)
-        blk = Block(prefix, b["module"], _sources(rtl_dir, [prims, b["file"]]))
+        blk = Block(prefix, b["module"], sources_of(rtl_dir, [prims, b["file"]]))
         out.append((blk, BlockPorts(prefix, b["instance"], tuple(i["port"] for i in b["inputs"]))))
     return out
 
@@ -126,7 +126,7 @@ def build(rtl_dir: Path, view: dict, work: Path, jobs: int = 2, flat: bool = Fal
     v = find_verilator()
     t0 = time.perf_counter()
     if flat:
-        top = Block("Vtop", view["top"], _sources(rtl_dir, view["files"]))
+        top = Block("Vtop", view["top"], sources_of(rtl_dir, view["files"]))
         pairs = []
         bench = bench_of(view)
     else:
@@ -135,7 +135,7 @@ def build(rtl_dir: Path, view: dict, work: Path, jobs: int = 2, flat: bool = Fal
             raise UserError(f"{rtl_dir / 'manifest.json'} has no block-by-block view (written by an older "
                             "hashiflex); re-run 'hashiflex compile'")
         files = shell["files"] if "files" in shell else [view["files"][0], shell["file"]]
-        top = Block("Vtop", shell["top"], _sources(rtl_dir, files))
+        top = Block("Vtop", shell["top"], sources_of(rtl_dir, files))
         pairs = _layer_blocks(rtl_dir, shell, view["files"][0])
         bench = bench_of(view, [p for _, p in pairs])
     models = [top] + [b for b, _ in pairs]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import UserError
 from .beats import tensor_beats, unpack
-from .harness import _sources, build_blocks, check_files, check_images, distinct_rows, find_rtl, run_bench
+from .harness import build_blocks, check_files, check_images, distinct_rows, find_rtl, run_bench, sources_of
 from .testbench import Bench, Stream, testbench_cpp
 from .verilator import Block, BuiltBlock, find_verilator, link
 
@@ -88,7 +88,7 @@ def verify_layers(build_dir, images_u8: np.ndarray, prog=None, jobs: int = 2, st
     gold[prog.input] = images.astype(np.int64)
     golden_s = time.perf_counter() - t0
     blocks = shell["blocks"]
-    models = [Block("V" + b["instance"].replace("u", "b", 1), b["module"], _sources(rtl_dir, [prims, b["file"]]))
+    models = [Block("V" + b["instance"].replace("u", "b", 1), b["module"], sources_of(rtl_dir, [prims, b["file"]]))
               for b in blocks]
     t0 = time.perf_counter()
     built = build_blocks(models, jobs, make_jobs=jobs)
