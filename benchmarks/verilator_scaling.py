@@ -105,7 +105,7 @@ def main() -> None:
             generate_rtl(prog, bd / "rtl", npu=NPUConfig())
             rows.append(_layer_row(bd, 2))
     print()
-    print("| design | build | Verilator | models | verilate s (CPU) | C++ compile s (CPU) | build wall s | "
+    print("| design | build | Verilator | models | verilate s (sum over models) | C++ compile s (sum) | build wall s | "
           "peak MB (one model) | images/s (1 core) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

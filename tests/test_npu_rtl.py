@@ -2,9 +2,8 @@
 exactly, for two different weight images loaded one after the other through the load port into
 the SAME Verilator binary, and the hardened files do not depend on the weights. These fail (never
 skip) when Verilator is missing."""
-import shutil
-from pathlib import Path
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest

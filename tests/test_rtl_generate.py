@@ -1,5 +1,4 @@
 """RTL generation: deterministic files, lint-clean Verilog, manifest contents, harness errors."""
-import shutil
 import subprocess
 
 import numpy as np
