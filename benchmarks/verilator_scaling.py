@@ -41,7 +41,8 @@ def _row(name: str, build_dir: Path, images: np.ndarray, flat: bool, verilator_e
             rtl_dir, man = find_rtl(build_dir)
             view = man.get("npu", man)
             t0 = time.perf_counter()
-            b = build(rtl_dir, view, build_dir / f"bench-{'flat' if flat else 'blocks'}", jobs=2, flat=flat)
+            b = build(rtl_dir, man, build_dir / f"bench-{'flat' if flat else 'blocks'}", jobs=2, flat=flat,
+                      chip="npu" in man)
             wall = time.perf_counter() - t0
             load = None
             if "npu" in man:

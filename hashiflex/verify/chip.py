@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .harness import (build, build_fields, check_files, check_images, cycles_per_image, distinct_rows, find_rtl, flat_mode,
+from .harness import (build, build_fields, check_images, cycles_per_image, distinct_rows, find_rtl, flat_mode,
                       sim_fields, simulate_sharded)
 from .verilator import find_verilator
 
@@ -76,10 +76,8 @@ def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out
         from ..ir import serialize
         prog = serialize.load(Path(build_dir))
     flat = flat_mode(manifest, flat)
-    shell = npu.get("shell") or {}
-    names = npu["files"] if flat else list(shell.get("files", [])) + [b["file"] for b in shell.get("blocks", [])]
-    check_files(rtl_dir, names, manifest)
-    b = build(rtl_dir, npu, Path(build_dir) / ("verilator-chip-flat" if flat else "verilator-chip"), jobs, flat)
+    b = build(rtl_dir, manifest, Path(build_dir) / ("verilator-chip-flat" if flat else "verilator-chip"), jobs, flat,
+              chip=True)
     images = np.concatenate([x for _, x in phases])
     counts = [(i, len(x)) for i, x in phases]
     sim = simulate_sharded(b.binary, npu, images, jobs, loads=lambda a, z: load_file(npu, _shard_phases(counts, a, z)),

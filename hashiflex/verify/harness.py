@@ -56,18 +56,31 @@ def find_rtl(build_dir) -> tuple[Path, dict]:
     raise UserError(f"no RTL in {base}: run 'hashiflex compile --out {base}' first (manifest.json missing)")
 
 
-def check_files(rtl_dir: Path, names: list[str], manifest: dict) -> None:
-    """Every file the build needs exists and is the one compile wrote (its sha256 in the manifest)."""
+def _checksums(rtl_dir: Path, manifest: dict) -> dict:
     sums = manifest.get("sha256")
-    redo = f"re-run 'hashiflex compile' to regenerate {rtl_dir}"
     if not isinstance(sums, dict):
-        raise UserError(f"{rtl_dir / 'manifest.json'} has no file checksums (written by an older hashiflex); {redo}")
+        raise UserError(f"{rtl_dir / 'manifest.json'} has no file checksums (written by an older hashiflex); "
+                        f"re-run 'hashiflex compile' to regenerate {rtl_dir}")
+    return sums
+
+
+def read_checked(rtl_dir: Path, name: str, sums: dict) -> bytes:
+    """A generated file's bytes, refused unless it exists and is the one compile wrote (its sha256)."""
+    p = rtl_dir / name
+    redo = f"re-run 'hashiflex compile' to regenerate {rtl_dir}"
+    if not p.is_file() or Path(name).name != name:
+        raise UserError(f"RTL file {p} is missing; {redo}")
+    data = p.read_bytes()
+    if sums.get(name) != hashlib.sha256(data).hexdigest():
+        raise UserError(f"{p} was changed after compile (checksum differs from manifest.json); {redo}")
+    return data
+
+
+def check_files(rtl_dir: Path, names: list[str], manifest: dict) -> None:
+    """Every file in `names` exists and is the one compile wrote (its sha256 in the manifest)."""
+    sums = _checksums(rtl_dir, manifest)
     for n in names:
-        p = rtl_dir / n
-        if not p.is_file() or Path(n).name != n:
-            raise UserError(f"RTL file {p} is missing; {redo}")
-        if sums.get(n) != hashlib.sha256(p.read_bytes()).hexdigest():
-            raise UserError(f"{p} was changed after compile (checksum differs from manifest.json); {redo}")
+        read_checked(rtl_dir, n, sums)
 
 
 def _stream(o: dict) -> Stream:
@@ -79,15 +92,18 @@ def bench_of(view: dict, blocks: list[BlockPorts] = ()) -> Bench:
     return Bench((_stream(view["input"]),), tuple(_stream(o) for o in view["outputs"]), tuple(blocks), load)
 
 
-def sources_of(rtl_dir: Path, names: list[str]) -> tuple[tuple[str, str], ...]:
-    return tuple((n, (rtl_dir / n).read_text()) for n in names)
+def sources_of(rtl_dir: Path, names: list[str], sums: dict) -> tuple[tuple[str, str], ...]:
+    """(name, text) of generated files, each checked against its checksum as it is read."""
+    return tuple((n, read_checked(rtl_dir, n, sums).decode()) for n in names)
 
 
-def _layer_blocks(rtl_dir: Path, shell: dict, prims: str) -> list[tuple[Block, BlockPorts]]:
+def layer_blocks(rtl_dir: Path, manifest: dict) -> list[tuple[Block, BlockPorts]]:
+    """Every layer module of the build as its own Verilated model (from its file and the primitives)."""
+    sums, prims = _checksums(rtl_dir, manifest), manifest["files"][0]
     out = []
-    for b in shell["blocks"]:
+    for b in manifest["shell"]["blocks"]:
         prefix = "V" + b["instance"].replace("u", "b", 1)
-        blk = Block(prefix, b["module"], sources_of(rtl_dir, [prims, b["file"]]))
+        blk = Block(prefix, b["module"], sources_of(rtl_dir, [prims, b["file"]], sums))
         out.append((blk, BlockPorts(prefix, b["instance"], tuple(i["port"] for i in b["inputs"]))))
     return out
 
@@ -102,9 +118,6 @@ class BuildResult:
     models: int                                 # Verilated models linked into the binary
     blocks: list[dict] = field(default_factory=list)   # per model built now: name, seconds, peak MB, cached
 
-    def __iter__(self):   # (binary, seconds, reused), as before
-        return iter((self.binary, self.seconds, self.reused))
-
 
 def build_blocks(blocks: list[Block], jobs: int, make_jobs: int = 1) -> list[BuiltBlock]:
     """Build (or reuse) every block, `jobs` at a time, the largest first (they dominate the wall time)."""
@@ -118,15 +131,18 @@ def build_blocks(blocks: list[Block], jobs: int, make_jobs: int = 1) -> list[Bui
     return built  # type: ignore[return-value]
 
 
-def build(rtl_dir: Path, view: dict, work: Path, jobs: int = 2, flat: bool = False) -> BuildResult:
-    """Verilate and compile the design of `view` (the manifest, or its "npu" entry for the chip)
-    with the testbench into work/; a build whose models and testbench are unchanged is reused."""
+def build(rtl_dir: Path, manifest: dict, work: Path, jobs: int = 2, flat: bool = False,
+          chip: bool = False) -> BuildResult:
+    """Verilate and compile the pipeline (or, `chip`, the chip with its NPU) of the build's manifest
+    with the testbench into work/; every file is checked against its checksum as it is read. A
+    build whose models and testbench are unchanged is reused."""
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1 (got {jobs})")
     v = find_verilator()
     t0 = time.perf_counter()
+    view, sums = (manifest["npu"] if chip else manifest), _checksums(rtl_dir, manifest)
     if flat:
-        top = Block("Vtop", view["top"], sources_of(rtl_dir, view["files"]))
+        top = Block("Vtop", view["top"], sources_of(rtl_dir, view["files"], sums))
         pairs = []
         bench = bench_of(view)
     else:
@@ -135,8 +151,8 @@ def build(rtl_dir: Path, view: dict, work: Path, jobs: int = 2, flat: bool = Fal
             raise UserError(f"{rtl_dir / 'manifest.json'} has no block-by-block view (written by an older "
                             "hashiflex); re-run 'hashiflex compile'")
         files = shell["files"] if "files" in shell else [view["files"][0], shell["file"]]
-        top = Block("Vtop", shell["top"], sources_of(rtl_dir, files))
-        pairs = _layer_blocks(rtl_dir, shell, view["files"][0])
+        top = Block("Vtop", shell["top"], sources_of(rtl_dir, files, sums))
+        pairs = layer_blocks(rtl_dir, manifest)
         bench = bench_of(view, [p for _, p in pairs])
     models = [top] + [b for b, _ in pairs]
     tb = testbench_cpp(bench)
@@ -292,9 +308,6 @@ def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0,
         return verify_chip(build_dir, [(image_from_program(prog), images)], prog, stall_in, stall_out, seed, jobs,
                            flat=flat)
     flat = flat_mode(manifest, flat)
-    names = manifest["files"] if flat else [manifest["files"][0], manifest["shell"]["file"]] + \
-        [b["file"] for b in manifest["shell"]["blocks"]]
-    check_files(rtl_dir, names, manifest)
     b = build(rtl_dir, manifest, Path(build_dir) / ("verilator-flat" if flat else "verilator"), jobs, flat)
     sim = simulate_sharded(b.binary, manifest, images, jobs, stall_in=stall_in, stall_out=stall_out, seed=seed)
     gold = GoldenSimulator(prog).run(images, keep_all=True)

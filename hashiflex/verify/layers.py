@@ -16,9 +16,9 @@ import numpy as np
 
 from ..errors import UserError
 from .beats import tensor_beats, unpack
-from .harness import build_blocks, check_files, check_images, distinct_rows, find_rtl, run_bench, sources_of
+from .harness import build_blocks, check_images, distinct_rows, find_rtl, layer_blocks, run_bench
 from .testbench import Bench, Stream, testbench_cpp
-from .verilator import Block, BuiltBlock, find_verilator, link
+from .verilator import BuiltBlock, find_verilator, link
 
 
 def _bench(b: dict) -> Bench:
@@ -78,8 +78,7 @@ def verify_layers(build_dir, images_u8: np.ndarray, prog=None, jobs: int = 2, st
     if not isinstance(shell, dict):
         raise UserError(f"{rtl_dir / 'manifest.json'} has no layer blocks (written by an older hashiflex); "
                         "re-run 'hashiflex compile'")
-    prims = manifest["files"][0]
-    check_files(rtl_dir, [prims] + [b["file"] for b in shell["blocks"]], manifest)
+    pairs = layer_blocks(rtl_dir, manifest)   # reads and checks every module before anything runs
     if prog is None:
         from ..ir import serialize
         prog = serialize.load(Path(build_dir))
@@ -88,10 +87,8 @@ def verify_layers(build_dir, images_u8: np.ndarray, prog=None, jobs: int = 2, st
     gold[prog.input] = images.astype(np.int64)
     golden_s = time.perf_counter() - t0
     blocks = shell["blocks"]
-    models = [Block("V" + b["instance"].replace("u", "b", 1), b["module"], sources_of(rtl_dir, [prims, b["file"]]))
-              for b in blocks]
     t0 = time.perf_counter()
-    built = build_blocks(models, jobs, make_jobs=jobs)
+    built = build_blocks([m for m, _ in pairs], jobs, make_jobs=jobs)
     work = Path(build_dir) / "verilator-layers"
     with ThreadPoolExecutor(max_workers=jobs) as ex:
         exes = list(ex.map(lambda i: _binary(blocks[i], built[i], work), range(len(blocks))))
