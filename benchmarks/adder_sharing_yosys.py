@@ -96,8 +96,8 @@ def main(argv=None) -> None:
     mans = [json.loads((d / "manifest.json").read_text()) for d in (shared, naive)]
     if not mans[0]["shared"] or mans[1]["shared"]:
         raise SystemExit("--builds must be a shared build, then an unshared (--no-share) one")
-    mods = [{m["op"]: m for m in man["modules"]} for man in mans]
-    ops = [op for op, m in mods[0].items() if m["shared"]] if args.layers == "all" else args.layers.split(",")
+    mods = [{m.op: m for m in man.modules} for man in mans]
+    ops = [op for op, m in mods[0].items() if m.shared] if args.layers == "all" else args.layers.split(",")
     rows = []
     head = ("| layer | adders naive | adders shared | adder bits naive | adder bits shared | Yosys hf_add cells naive "
             "| shared | Yosys hf_add bits naive | shared | bits saved | Yosys all $add/$sub bits naive | shared | s |")

@@ -90,7 +90,7 @@ def good(cmd: str, fp32: Path, po2: Path, data: Path, out: Path) -> list[str]:
 
 
 GOOD_FILES = {"train": ["f.pt"], "quantize": ["q.pt"], "sweep": ["sweep.csv", "sweep.png"],
-              "compile": ["model.ir.json", "model.ir.npz"]}
+              "compile": ["model.graphs.npz", "model.ir.json", "model.ir.npz"]}
 
 
 @pytest.fixture

@@ -5,9 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hashiflex.errors import UserError
 from hashiflex.ir import serialize
-from hashiflex.ir.adder_graph import (adder_widths, build_graph, evaluate_graph, from_arrays, graph_cost,
-                                      layer_matrix, node_bounds, node_depths, node_values, share_adders)
+from hashiflex.ir.adder_graph import (adder_widths, build_graph, evaluate_graph, graph_cost, layer_matrix, node_bounds,
+                                      node_depths, node_values)
+from hashiflex.ir.sharing import (GRAPHS_FILE, hardware_constants, load_graphs, save_graphs, solve_adder_graphs,
+                                  to_npz_bytes)
 from hashiflex.ir.intervals import analyze
 from hashiflex.ir.lower import lower
 from random_nets import make_random_net
@@ -79,7 +82,7 @@ def test_max_depth_caps_shared_nodes_and_bad_weights_are_refused():
         build_graph(np.array([[3, 1], [1, 2]]))
 
 
-def test_share_adders_pass_stores_graphs_only_in_arrays(tmp_path):
+def test_sharing_pass_is_an_ir_object_saved_beside_the_ir(tmp_path):
     layer = dict(bias=False, bn=True, relu6=True, residual=False, depthwise=False)
     spec = {"in_ch": 2, "classes": 5, "exp_bits": 3, "act_bits": 8, "head": "po2", "prune": 0.4, "size": 8,
             "layers": [dict(layer, cout=8, k=3, stride=1, pad=1),
@@ -88,16 +91,40 @@ def test_share_adders_pass_stores_graphs_only_in_arrays(tmp_path):
                        dict(layer, cout=12, k=1, stride=1, pad=0, relu6=False)]}
     net = make_random_net(spec, seed=0)
     prog = analyze(lower(net, (2, 8, 8)))
-    out = share_adders(prog)
-    assert out.ops == prog.ops and set(prog.arrays) < set(out.arrays)
+    graphs = solve_adder_graphs(prog)
     handled = [op for op in prog.ops if layer_matrix(prog, op) is not None]
     assert [type(op).__name__ for op in handled] == ["Conv", "Conv", "Conv", "Linear"]
+    assert sorted(graphs.layers) == sorted(op.name for op in handled)
     assert handled[0].padding == (1, 1) and layer_matrix(prog, handled[0])[0].shape == (8, 18)
-    serialize.save(out, tmp_path)
-    back = serialize.load(tmp_path)
+    serialize.save(prog, tmp_path)
+    save_graphs(graphs, tmp_path)
+    assert (tmp_path / GRAPHS_FILE).read_bytes() == to_npz_bytes(solve_adder_graphs(prog))  # deterministic
+    back = load_graphs(tmp_path, serialize.load(tmp_path))
     rng = np.random.default_rng(4)
     for op in handled:
         m, lo, hi = layer_matrix(prog, op)
-        g = from_arrays(back.arrays, op.name)
+        lg = back.get(op.name)
+        consts, dropped = hardware_constants(prog, op)
+        assert lg.dropped == tuple(dropped)
         x = rng.integers(lo, hi + 1, size=(5, m.shape[1]))
-        assert np.array_equal(evaluate_graph(g, x), x @ m.T)
+        xs = np.concatenate([x, np.tile(np.array(lg.constants, dtype=np.int64), (5, 1))], axis=1)
+        want = (x @ m.T + np.array(consts))[:, ~np.array(dropped, dtype=bool)]
+        assert np.array_equal(evaluate_graph(lg.graph, xs)[:, ~np.array(dropped, dtype=bool)], want)
+
+
+def test_graph_file_checked_on_read(tmp_path):
+    """A graph file that does not belong to the IR, or is damaged, is refused with one line."""
+    layer = dict(bias=True, bn=True, relu6=True, residual=False, depthwise=False)
+    spec = {"in_ch": 1, "classes": 3, "exp_bits": 3, "act_bits": 8, "head": "po2", "prune": 0.3, "size": 6,
+            "layers": [dict(layer, cout=6, k=3, stride=1, pad=1), dict(layer, cout=6, k=1, stride=1, pad=0)]}
+    prog = analyze(lower(make_random_net(spec, seed=1), (1, 6, 6)))
+    other = analyze(lower(make_random_net(spec, seed=2), (1, 6, 6)))
+    save_graphs(solve_adder_graphs(other), tmp_path)
+    with pytest.raises(UserError, match="not a valid adder-graph file for this IR"):
+        load_graphs(tmp_path, prog)
+    data = bytearray(to_npz_bytes(solve_adder_graphs(prog)))
+    (tmp_path / GRAPHS_FILE).write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(UserError, match="re-run 'hashiflex compile"):
+        load_graphs(tmp_path, prog)
+    (tmp_path / GRAPHS_FILE).unlink()
+    assert load_graphs(tmp_path, prog) is None

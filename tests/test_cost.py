@@ -53,15 +53,15 @@ def test_counts_equal_the_generator(tmp_path, make, ps):
     for p in ps:
         man = generate_rtl(prog, tmp_path / str(p), p, share=False)
         lanes, _ = plan_lanes(prog, p)
-        for op, m in zip(hw_ops(prog), man["modules"]):
+        for op, m in zip(hw_ops(prog), man.modules):
             g = lanes[prog.op_inputs(op)[0]]
             net = counts.adder_network(prog, op, g)
             k = storage.copies(prog, op, g, 1)
-            assert (net.adders * k, net.adder_bits * k) == (m["adders"], m["adder_bits"]), op.name
-            assert storage.storage(prog, op, g, 1, trim=False).total_bits == m["register_bits"], op.name
-            assert storage.cycles(prog, op, g, 1) == m["cycles_per_image"], op.name
-            if "adder_depth" in m:
-                assert net.depth == m["adder_depth"], op.name
+            assert (net.adders * k, net.adder_bits * k) == (m.adders, m.adder_bits), op.name
+            assert storage.storage(prog, op, g, 1, trim=False).total_bits == m.register_bits, op.name
+            assert storage.cycles(prog, op, g, 1) == m.cycles_per_image, op.name
+            if m.adder_depth is not None:
+                assert net.depth == m.adder_depth, op.name
 
 
 def test_model_cycles_equal_manifest_at_two_parallelisms(small_mbv2, tmp_path):
@@ -70,15 +70,15 @@ def test_model_cycles_equal_manifest_at_two_parallelisms(small_mbv2, tmp_path):
     from the IR alone; within the brief's 2 %, here exactly."""
     for p, expected in ((1, 324), (2, 162)):
         man = generate_rtl(small_mbv2, tmp_path / str(p), p)
-        assert man["expected_cycles_per_image"] == expected
+        assert man.expected_cycles_per_image == expected
         with_rtl = design.as_generated(small_mbv2, man)
         ir_only = design.as_generated(small_mbv2, None, parallelism=p)
         for r in (with_rtl, ir_only):
             assert abs(r["cycles_per_image"] - expected) <= 0.02 * expected
             assert r["cycles_per_image"] == expected
             assert r["rtl_parallelism"] == p
-        assert with_rtl["adders"] == man["adders"] and with_rtl["adder_bits"] == man["adder_bits"]
-        assert ir_only["adders"] == man.get("adders_naive", man["adders"])
+        assert with_rtl["adders"] == man.adders and with_rtl["adder_bits"] == man.adder_bits
+        assert ir_only["adders"] == man.adders_naive
         assert with_rtl["images_per_s"] == pytest.approx(with_rtl["clock_ghz"] * 1e9 / expected)
 
 
@@ -166,13 +166,13 @@ def test_npu_from_manifest_matches_contract(small_mbv2, tmp_path):
     from hashiflex.rtl.npu import NPUConfig
 
     man = generate_rtl(small_mbv2, tmp_path, 1, npu=NPUConfig(lanes=4, batch=2))
-    n = man["npu"]
+    n = man.npu
     r = design.as_generated(small_mbv2, man)
     assert r["npu"]["from_manifest"] and (r["npu"]["lanes"], r["npu"]["batch"]) == (4, 2)
-    expect = model.npu_cycles(n["out_features"], n["in_features"], 4, 2, n.get("drain_cycles", 3))
+    expect = model.npu_cycles(n.out_features, n.in_features, 4, 2, n.drain_cycles)
     assert r["npu"]["cycles_per_image"] == pytest.approx(expect)
-    assert n["out_features"] * -(-n["in_features"] // 4) / 2 == pytest.approx(n["cycles_per_image"])
-    mine = model.npu_estimate(n["out_features"], n["in_features"], 4, 2)
+    assert n.out_features * -(-n.in_features // 4) / 2 == pytest.approx(n.cycles_per_image)
+    mine = model.npu_estimate(n.out_features, n.in_features, 4, 2)
     assert mine.cycles == pytest.approx(expect)
 
 

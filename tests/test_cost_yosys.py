@@ -23,13 +23,13 @@ def _build(tmp_path):
 def test_wordlevel_counts_match_manifest(tmp_path):
     _, man = _build(tmp_path)
     rtl = tmp_path / "rtl"
-    for m in man["modules"]:
-        w = yosys.wordlevel_stats([rtl / "hf_prims.v", rtl / m["file"]], m["name"])
-        assert (w["adds"], w["add_bits"]) == (m["adders"], m["adder_bits"]), m["name"]
-        assert w["dff_bits"] + w["mem_bits"] <= m["register_bits"]
+    for m in man.modules:
+        w = yosys.wordlevel_stats([rtl / "hf_prims.v", rtl / m.file], m.name)
+        assert (w["adds"], w["add_bits"]) == (m.adders, m.adder_bits), m.name
+        assert w["dff_bits"] + w["mem_bits"] <= m.register_bits
     top = yosys.build_wordlevel_stats(tmp_path)
-    assert top["adds"] <= man["adders"] and top["add_bits"] <= man["adder_bits"]
-    assert top["adds"] >= 0.9 * man["adders"]
+    assert top["adds"] <= man.adders and top["add_bits"] <= man.adder_bits
+    assert top["adds"] >= 0.9 * man.adders
 
 
 @pytest.mark.parametrize("name", ["pw1x1_8to16", "add_c8", "fifo_w64_d12"])

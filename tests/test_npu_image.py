@@ -4,6 +4,8 @@ import hashlib
 import json
 import struct
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,7 @@ from hashiflex.sim.golden import GoldenSimulator
 from hashiflex.sim.reference import run_reference
 from rtl_progs import ProgBuilder
 
-NPU = {"in_features": 6, "capacity": 4}
+NPU = SimpleNamespace(in_features=6, capacity=4)   # the fields check_fits reads of an NPUEntry
 
 
 def _prog():

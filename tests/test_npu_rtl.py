@@ -51,7 +51,7 @@ def chip(tmp_path_factory):
 def test_chip_is_lint_clean(chip):
     _, d, man = chip
     r = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", "hf_chip",
-                        *[str(d / "rtl" / f) for f in man["npu"]["files"]]], capture_output=True, text=True)
+                        *[str(d / "rtl" / f) for f in man.npu.files]], capture_output=True, text=True)
     assert r.returncode == 0 and not (r.stdout + r.stderr), r.stdout + r.stderr
 
 
@@ -74,7 +74,7 @@ def test_reload_two_images_in_one_binary_equals_golden(chip):
     assert again["build_reused"] and again["mismatches"] == 0, again["first_mismatch"]
     # negative control: run image B but compare with image A's golden logits -> they differ
     bin_ = Path(again["binary"])
-    sim = harness.simulate(bin_, man["npu"], xa, load=load_file(man["npu"], [(b, len(xa))]))
+    sim = harness.simulate(bin_, man.npu, xa, load=load_file(man.npu, [(b, len(xa))]))
     ga_xa = GoldenSimulator(apply_image(prog, a)).run(xa)[prog.output].numpy().astype(np.int64)
     assert not np.array_equal(sim["outputs"]["logits"][:, :3], ga_xa)
 
@@ -86,30 +86,30 @@ def test_hardened_files_do_not_depend_on_the_weights(tmp_path):
     m1 = generate_rtl(prog, tmp_path / "a", npu=CFG)
     m2 = generate_rtl(other, tmp_path / "b", npu=CFG)
     m3 = generate_rtl(more, tmp_path / "c", npu=CFG)
-    files = m1["npu"]["files"]
+    files = m1.npu.files
     assert "hf_npu.v" in files and "hf_chip.v" in files and "hf_top.v" in files
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() == \
             (tmp_path / "c" / f).read_bytes(), f
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
-    assert m3["npu"]["out_features"] == 5 and m1["npu"]["out_features"] == 3
+    assert m3.npu.out_features == 5 and m1.npu.out_features == 3
     # without an NPU the build is the plain pipeline, file for file
     m0 = generate_rtl(prog, tmp_path / "p")
-    assert "npu" not in m0 and m0["files"] == m1["files"]
-    for f in m0["files"]:
+    assert m0.npu is None and m0.files == m1.files
+    for f in m0.files:
         assert (tmp_path / "p" / f).read_bytes() == (tmp_path / "a" / f).read_bytes(), f
 
 
 def test_manifest_npu_entry_and_timing_formula(chip):
     _, _, man = chip
-    n = man["npu"]
-    assert (n["lanes"], n["batch"], n["in_features"], n["out_features"], n["capacity"]) == (4, 2, 10, 3, 5)
-    assert n["weight_bits"] == 8 and n["words_per_row"] == 3 and n["memory_words"] == 15
-    assert n["memory_bits"] == 5 * 3 * 4 * 8 and n["multipliers"] == 8
-    assert n["cycles_per_image"] == 3 * 3 / 2 and n["cycles_per_batch"] == 3 * 3 + DRAIN
-    assert n["keeps_pace"] is (n["cycles_per_image_with_drain"] <= man["expected_cycles_per_image"])
-    assert n["top"] == "hf_chip" and n["outputs"][0]["channels"] == 5
-    names = {p["name"] for p in n["ports"]}
+    n = man.npu
+    assert (n.lanes, n.batch, n.in_features, n.out_features, n.capacity) == (4, 2, 10, 3, 5)
+    assert n.weight_bits == 8 and n.words_per_row == 3 and n.memory_words == 15
+    assert n.memory_bits == 5 * 3 * 4 * 8 and n.multipliers == 8
+    assert n.cycles_per_image == 3 * 3 / 2 and n.cycles_per_batch == 3 * 3 + DRAIN
+    assert n.keeps_pace is (n.cycles_per_image_with_drain <= man.expected_cycles_per_image)
+    assert n.top == "hf_chip" and n.outputs[0].channels == 5
+    names = {p.name for p in n.ports}
     assert {"w_we", "w_addr", "w_data", "b_we", "b_addr", "b_bias", "b_scale", "n_we", "n_data",
             "logits_valid", "logits_ready", "logits_data", "in_valid", "npu_idle"} <= names
 
@@ -121,8 +121,8 @@ def test_npu_bound_throughput_is_the_formula(tmp_path):
     b.linear(b.pool(b.conv("input", 40, k=3, stride=2)), 7, mode="int8")
     prog = b.program()
     man = generate_rtl(prog, tmp_path / "rtl", npu=NPUConfig(lanes=1, batch=2))
-    n = man["npu"]
-    assert not n["keeps_pace"] and n["cycles_per_image"] == 7 * 40 / 2
+    n = man.npu
+    assert not n.keeps_pace and n.cycles_per_image == 7 * 40 / 2
     res = verify_build(tmp_path, _images(25, 4)[:, :1], prog=prog, jobs=1)  # auto: the chip, its own head
     assert res["target"] == "chip" and res["mismatches"] == 0, res["first_mismatch"]
     assert res["expected_cycles_per_image"] == (7 * 40 + DRAIN) / 2

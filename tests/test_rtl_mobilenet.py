@@ -27,12 +27,12 @@ def test_mobilenetv2_rtl_equals_golden(prog, tmp_path):
     images = np.random.default_rng(3).integers(0, 256, (4, 1, 16, 16), dtype=np.uint8)
     res = verify_build(tmp_path, images, prog=prog)
     assert res["mismatches"] == 0, res["first_mismatch"]
-    assert [o["port"] for o in man["outputs"]] == ["feat"]  # the int8 classifier is the NPU's
-    assert abs(res["cycles_per_image"] - man["expected_cycles_per_image"]) <= 0.02 * man["expected_cycles_per_image"]
-    assert man["expected_cycles_per_image"] == 18 * 18  # the stem's padded 16x16 traversal
-    assert len(man["skip_fifos"]) == sum(op.kind == "add" for op in prog.ops)
+    assert [o.port for o in man.outputs] == ["feat"]  # the int8 classifier is the NPU's
+    assert abs(res["cycles_per_image"] - man.expected_cycles_per_image) <= 0.02 * man.expected_cycles_per_image
+    assert man.expected_cycles_per_image == 18 * 18  # the stem's padded 16x16 traversal
+    assert len(man.skip_fifos) == sum(op.kind == "add" for op in prog.ops)
     nonzero = sum(int(np.count_nonzero(prog.arrays[op.weight])) for op in prog.ops if op.kind == "conv")
-    assert man["adders"] > 0.8 * nonzero  # few channels are constant: the trees are really exercised
+    assert man.adders > 0.8 * nonzero  # few channels are constant: the trees are really exercised
     gold = GoldenSimulator(prog).run(images)[prog.output]
     assert gold.abs().sum() > 0
 
@@ -44,12 +44,12 @@ def test_mobilenetv2_parallel_early_layers(prog, tmp_path):
     cut = [op.name for op in prog.ops].index("features.3.add") + 1
     head = replace(prog.with_ops(prog.ops[:cut]), output=prog.ops[cut - 1].output)
     full = generate_rtl(prog, tmp_path / "full", parallelism=2)
-    assert full["expected_cycles_per_image"] == 18 * 9  # from 324 at P = 1
+    assert full.expected_cycles_per_image == 18 * 9  # from 324 at P = 1
     man = generate_rtl(head, tmp_path / "rtl", parallelism=2)
-    ps = {m["op"]: m["P"] for m in man["modules"]}
+    ps = {m.op: m.P for m in man.modules}
     assert ps["features.0"] == 2 and ps["features.1.add"] == 2 and ps["features.2.conv.1"] == 1
-    assert man["expected_cycles_per_image"] == 18 * 9
+    assert man.expected_cycles_per_image == 18 * 9
     images = np.random.default_rng(4).integers(0, 256, (4, 1, 16, 16), dtype=np.uint8)
     res = verify_build(tmp_path, images, prog=head)
     assert res["mismatches"] == 0, res["first_mismatch"]
-    assert abs(res["cycles_per_image"] - man["expected_cycles_per_image"]) <= 0.02 * man["expected_cycles_per_image"]
+    assert abs(res["cycles_per_image"] - man.expected_cycles_per_image) <= 0.02 * man.expected_cycles_per_image

@@ -9,7 +9,7 @@ def test_full_conv_3x3_stride1_pad1(tmp_path):
     b = ProgBuilder((3, 7, 6), seed=1)
     b.conv("input", 4, k=3, stride=1, pad=1)
     out = rtl_check(b.program(), tmp_path)
-    assert out["manifest"]["expected_cycles_per_image"] == 9 * 8  # padded traversal
+    assert out["manifest"].expected_cycles_per_image == 9 * 8  # padded traversal
 
 
 def test_full_conv_odd_kernels_strides_and_paddings(tmp_path):
@@ -56,7 +56,7 @@ def test_residual_add_mobilenet_block_with_stalls(tmp_path):
     b.add(z2, z, align_a=0, align_b=2, shift=2, clamp=(-20, 100))
     prog = b.program()
     out = rtl_check(prog, tmp_path, n_images=4)
-    assert len(out["manifest"]["skip_fifos"]) == 2
+    assert len(out["manifest"].skip_fifos) == 2
     again = rtl_check(prog, tmp_path, n_images=4, seed=7, stall_in=30, stall_out=40)
     assert again["result"]["build_reused"]
 
@@ -67,7 +67,7 @@ def test_pool_and_po2_classifier(tmp_path):
     x = b.pool(x)
     b.linear(x, 4, mode="po2")
     out = rtl_check(b.program(), tmp_path, n_images=4, stall_out=20)
-    ports = [o["port"] for o in out["manifest"]["outputs"]]
+    ports = [o.port for o in out["manifest"].outputs]
     assert ports == ["feat", "logits"]
 
 
@@ -77,7 +77,7 @@ def test_int8_classifier_exposes_feature_vector(tmp_path):
     x = b.pool(x)
     b.linear(x, 3, mode="int8")
     out = rtl_check(b.program(), tmp_path, n_images=3)
-    assert [o["tensor"] for o in out["manifest"]["outputs"]] == [x]
+    assert [o.tensor for o in out["manifest"].outputs] == [x]
 
 
 def test_degenerate_shapes_and_constant_channels(tmp_path):

@@ -16,8 +16,8 @@ def test_stride1_convs_with_lanes(tmp_path, p):
         x = b.conv(x, 2, k=5, pad=2)
     out = rtl_check(b.program(), tmp_path, n_images=3, parallelism=p)
     man = out["manifest"]
-    assert all(m["P"] == p for m in man["modules"])
-    assert man["outputs"][0]["lanes"] == p
+    assert all(m.P == p for m in man.modules)
+    assert man.outputs[0].lanes == p
 
 
 def test_stride2_stem_and_stride2_depthwise_with_lanes(tmp_path):
@@ -28,8 +28,8 @@ def test_stride2_stem_and_stride2_depthwise_with_lanes(tmp_path):
     x = b.conv(x, depthwise=True, k=3, stride=2)      # 1 lane: the P = 1 module
     prog = b.program()
     out = rtl_check(prog, tmp_path, n_images=3, parallelism=2)
-    assert [m["P"] for m in out["manifest"]["modules"]] == [2, 2, 1, 1]
-    assert out["manifest"]["input"]["lanes"] == 4
+    assert [m.P for m in out["manifest"].modules] == [2, 2, 1, 1]
+    assert out["manifest"].input.lanes == 4
 
 
 def test_residual_block_and_pool_with_lanes_under_stalls(tmp_path):
@@ -51,5 +51,5 @@ def test_cycles_scale_with_p(tmp_path):
     x = b.conv("input", 2, k=3)
     b.conv(x, depthwise=True, k=3)
     prog = b.program()
-    cyc = {p: generate_rtl(prog, tmp_path / str(p), parallelism=p)["expected_cycles_per_image"] for p in (1, 2, 4)}
+    cyc = {p: generate_rtl(prog, tmp_path / str(p), parallelism=p).expected_cycles_per_image for p in (1, 2, 4)}
     assert cyc[1] == 18 * 18 and cyc[2] == 18 * 9 and cyc[4] == 18 * 5

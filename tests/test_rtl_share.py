@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from hashiflex.cli import main
-from hashiflex.ir.adder_graph import evaluate_graph, layer_graph, layer_matrix, with_constants
+from hashiflex.ir.adder_graph import evaluate_graph, layer_matrix, with_constants
+from hashiflex.ir.sharing import hardware_constants, layer_graph
 from hashiflex.rtl import generate_rtl
 from hashiflex.verify import harness, verify_build
 from rtl_progs import ProgBuilder
@@ -33,28 +34,28 @@ def wide_program():
 def build_and_check(prog, d, share, parallelism=1, n_images=2, seed=0, stall=0):
     """Generate with `share`, lint with -Wall, simulate in Verilator and compare with the golden."""
     man = generate_rtl(prog, d / "rtl", parallelism, share=share)
-    lint = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man["top"],
-                           *[str(d / "rtl" / f) for f in man["files"]]], capture_output=True, text=True)
+    lint = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man.top,
+                           *[str(d / "rtl" / f) for f in man.files]], capture_output=True, text=True)
     assert lint.returncode == 0 and not lint.stdout + lint.stderr, lint.stdout + lint.stderr
     images = np.random.default_rng(seed).integers(0, 256, (n_images, *prog.tensors["input"].shape), dtype=np.uint8)
     res = verify_build(d, images, prog=prog, stall_in=stall, stall_out=stall, seed=seed)
     assert res["images"] == n_images and res["mismatches"] == 0, res["first_mismatch"]
     if not stall:
-        want = man["expected_cycles_per_image"]
+        want = man.expected_cycles_per_image
         assert abs(res["cycles_per_image"] - want) <= 0.02 * want
     return man
 
 
 def check_pair(on, off):
     """Sharing changes the adders only; the naive figures of a shared build are the unshared build's."""
-    assert on["shared"] is True and off["shared"] is False
-    assert all(on[k] == off[k] for k in SAME)
-    assert (on["adders_naive"], on["adder_bits_naive"]) == (off["adders"], off["adder_bits"])
-    assert (off["adders_naive"], off["adder_bits_naive"]) == (off["adders"], off["adder_bits"])
-    assert on["adders"] <= off["adders"]
-    for a, b in zip(on["modules"], off["modules"]):
-        assert a["shared"] == (a["kind"] == "linear" or a["kind"] == "conv" and a["groups"] == 1)
-        assert not b["shared"] and a["adders_naive"] == b["adders"] and a["cycles_per_image"] == b["cycles_per_image"]
+    assert on.shared is True and off.shared is False
+    assert all(getattr(on, k) == getattr(off, k) for k in SAME)
+    assert (on.adders_naive, on.adder_bits_naive) == (off.adders, off.adder_bits)
+    assert (off.adders_naive, off.adder_bits_naive) == (off.adders, off.adder_bits)
+    assert on.adders <= off.adders
+    for a, b in zip(on.modules, off.modules):
+        assert a.shared == (a.kind == "linear" or a.kind == "conv" and a.groups == 1)
+        assert not b.shared and a.adders_naive == b.adders and a.cycles_per_image == b.cycles_per_image
 
 
 @pytest.mark.parametrize("seed, p", [(1, 1), (4, 2)])
@@ -70,14 +71,14 @@ def test_wide_layers_share_with_lanes_and_stalls(tmp_path):
     on = build_and_check(prog, tmp_path / "on", True, parallelism=2, n_images=3, seed=5, stall=25)
     off = generate_rtl(prog, tmp_path / "off", 2, share=False)
     check_pair(on, off)
-    shared = [m for m in on["modules"] if m["shared"]]
-    assert [m["op"] for m in shared] == ["conv0", "conv1", "conv3", "fc6"]
-    assert sum(m["adders"] for m in shared) < 0.85 * sum(m["adders_naive"] for m in shared)
-    assert sum(m["adder_bits"] for m in shared) < 0.9 * sum(m["adder_bits_naive"] for m in shared)
-    assert all(m["adder_depth"] <= m["adder_depth_naive"] + 1 for m in shared)
-    assert [m["P"] for m in on["modules"]][:4] == [2, 2, 2, 2]
+    shared = [m for m in on.modules if m.shared]
+    assert [m.op for m in shared] == ["conv0", "conv1", "conv3", "fc6"]
+    assert sum(m.adders for m in shared) < 0.85 * sum(m.adders_naive for m in shared)
+    assert sum(m.adder_bits for m in shared) < 0.9 * sum(m.adder_bits_naive for m in shared)
+    assert all(m.adder_depth <= m.adder_depth_naive + 1 for m in shared)
+    assert [m.P for m in on.modules][:4] == [2, 2, 2, 2]
     # one solve per layer, instantiated by both lanes: the same adders twice
-    assert all(m["adders"] % 2 == 0 for m in shared if m["kind"] == "conv")
+    assert all(m.adders % 2 == 0 for m in shared if m.kind == "conv")
 
 
 def test_share_is_deterministic(tmp_path):
@@ -85,7 +86,7 @@ def test_share_is_deterministic(tmp_path):
     m1 = generate_rtl(prog, tmp_path / "a", 2)
     m2 = generate_rtl(prog, tmp_path / "b", 2)
     assert m1 == m2
-    for f in m1["files"] + ["manifest.json"]:
+    for f in m1.files + ["manifest.json"]:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
 
@@ -97,12 +98,14 @@ def test_layer_graph_includes_bias_constants():
     assert odd == [1, 5]
     prog = wide_program()
     op = prog.ops[1]
-    consts = [int(v) + 7 for v in prog.arrays[op.bias]]
-    g, odd = layer_graph(prog, op, consts)
+    consts, dropped = hardware_constants(prog, op)
+    assert consts == [int(v) + (1 << (op.shift - 1) if op.shift > 0 else 0) for v in prog.arrays[op.bias]]
+    lg = layer_graph(prog, op)
+    keep = ~np.array(dropped, dtype=bool)
     w = layer_matrix(prog, op)[0]
     x = np.random.default_rng(0).integers(-50, 50, size=(4, w.shape[1]))
-    xs = np.concatenate([x, np.tile(np.array(odd, dtype=np.int64), (4, 1))], axis=1)
-    assert np.array_equal(evaluate_graph(g, xs), x @ w.T + np.array(consts))
+    xs = np.concatenate([x, np.tile(np.array(lg.constants, dtype=np.int64), (4, 1))], axis=1)
+    assert np.array_equal(evaluate_graph(lg.graph, xs)[:, keep], (x @ w.T + np.array(consts))[:, keep])
 
 
 def test_compile_share_and_no_share(tmp_path, tiny_po2, capfd):

@@ -51,7 +51,7 @@ def test_blocks_equal_flat_cycle_for_cycle(chip):
         assert rb["mismatches"] == 0 and rf["mismatches"] == 0, (rb["first_mismatch"], rf["first_mismatch"])
         for k in ("cycles_per_image", "latency_cycles", "total_cycles"):
             assert rb[k] == rf[k], k
-    assert rb["build_models"] == len(man["modules"]) + 1
+    assert rb["build_models"] == len(man.modules) + 1
 
 
 def test_chip_blocks_equal_flat_and_golden(chip):
@@ -73,13 +73,13 @@ def test_image_shards_merge_to_the_one_process_result(chip):
     assert three["sim_processes"] == 3 and one["sim_processes"] == 1
     assert np.array_equal(one["phases"][0]["logits"], three["phases"][0]["logits"])
     assert three["mismatches"] == 0
-    assert one["cycles_per_image"] == three["cycles_per_image"] == man["npu"]["chip_cycles_per_image"]
+    assert one["cycles_per_image"] == three["cycles_per_image"] == man.npu.chip_cycles_per_image
 
 
 def test_per_layer_checks_every_module(chip):
     prog, d, man, images = chip
     r = verify_layers(d, images[:3], prog, jobs=2, stall_in=25, stall_out=25, seed=2)
-    assert r["layers"] == len(man["modules"]) == r["layers_in_build"]
+    assert r["layers"] == len(man.modules) == r["layers_in_build"]
     assert r["mismatches"] == 0, r["first_mismatch"]
     assert all(x["images"] == 3 for x in r["per_layer"])
     r = verify_layers(d, images[:3], prog, jobs=1)
@@ -91,7 +91,7 @@ def test_edited_verilog_is_refused(chip, tmp_path):
     prog, d, man, images = chip
     import shutil
     shutil.copytree(d / "rtl", tmp_path / "rtl")
-    f = tmp_path / "rtl" / man["modules"][1]["file"]
+    f = tmp_path / "rtl" / man.modules[1].file
     f.write_text(f.read_text().replace("endmodule", "// edited\nendmodule"))
     with pytest.raises(UserError, match="changed after compile"):
         verify_build(tmp_path, images[:2], prog)
@@ -127,8 +127,8 @@ def test_verilator_override(monkeypatch, tmp_path):
 def test_manifest_records_checksums_and_blocks(chip):
     _, d, man, _ = chip
     on_disk = json.loads((d / "rtl" / "manifest.json").read_text())
-    assert set(on_disk["sha256"]) >= set(man["files"]) | {"hf_top_shell.v", "hf_chip_shell.v"}
-    assert [b["module"] for b in man["shell"]["blocks"]] == [m["name"] for m in man["modules"]]
+    assert set(on_disk["sha256"]) >= set(man.files) | {"hf_top_shell.v", "hf_chip_shell.v"}
+    assert [b.module for b in man.shell.blocks] == [m.name for m in man.modules]
     assert harness.shards_of(12, 3) == [(0, 4), (4, 8), (8, 12)] and harness.shards_of(3, 2) == [(0, 3)]
 
 

@@ -14,7 +14,8 @@ RTL_FIGURES = ("adders", "adder_bits", "register_bits", "expected_cycles_per_ima
 
 def _npu_config(args, prog):
     """The NPU settings (docs/npu.md) when the classifier is int8; None for a hardened classifier."""
-    from ..rtl.npu import NPUConfig, npu_op
+    from ..ir.spec import npu_op
+    from ..rtl.npu import NPUConfig
 
     asked = [o for o, v in (("--npu-lanes", getattr(args, "npu_lanes", None)),
                             ("--npu-batch", getattr(args, "npu_batch", None)),
@@ -50,26 +51,32 @@ def run(args):
         prog, files = compile_build(stage, checkpoint=None if args.arch else args.checkpoint, arch=args.arch,
                                     prune=args.prune or 0.0, exp_bits=3 if args.exp_bits is None else args.exp_bits,
                                     seed=args.seed or 0, classifier=getattr(args, "classifier", None) or "npu")
+        graphs = None
+        if getattr(args, "share", True):   # the adder-sharing pass: solved once, saved beside the IR
+            from ..ir.sharing import save_graphs, solve_adder_graphs
+
+            graphs = solve_adder_graphs(prog)
+            files["graphs"] = str(save_graphs(graphs, stage))
         if not args.no_rtl:
             from ..rtl import generate_rtl
 
-            m = generate_rtl(prog, stage / "rtl", args.parallelism, share=getattr(args, "share", True),
-                             npu=_npu_config(args, prog))
+            m = generate_rtl(prog, stage / "rtl", args.parallelism, share=graphs is not None,
+                             npu=_npu_config(args, prog), graphs=graphs)
     files = {k: str(out / Path(v).name) for k, v in files.items()}
     result = dict(summarize(prog), **files, build=str(args.out), source=args.arch or args.checkpoint)
     summary = (f"compiled {result['source']} into {args.out}: {result['ops']} ops, "
                f"{result['nonzero_weights']:,} nonzero of {result['weights']:,} weights, widest accumulator "
                f"{result['max_acc_bits']} bits")
     if not args.no_rtl:
-        result.update(rtl=str(out / "rtl"), **{k: m[k] for k in RTL_FIGURES if k in m})
-        naive = f" (shared; {m['adders_naive']:,} / {m['adder_bits_naive']:,} without)" if m.get("shared") else ""
-        summary += (f"; RTL in {result['rtl']}: {m.get('adders', 0):,} adders, {m.get('adder_bits', 0):,} adder "
-                    f"bits{naive}, {m.get('expected_cycles_per_image')} cycles per image")
-        if "npu" in m:
-            n = m["npu"]
-            result["npu"] = {k: v for k, v in n.items() if k not in ("ports", "files", "input", "outputs", "load_port")}
-            summary += (f"; NPU {n['lanes']} lanes x batch {n['batch']}, capacity {n['capacity']} x "
-                        f"{n['in_features']}: {n['cycles_per_image']:g} cycles per image, "
-                        f"{'keeps' if n['keeps_pace'] else 'does NOT keep'} pace")
+        result.update(rtl=str(out / "rtl"), **{k: getattr(m, k) for k in RTL_FIGURES})
+        naive = f" (shared; {m.adders_naive:,} / {m.adder_bits_naive:,} without)" if m.shared else ""
+        summary += (f"; RTL in {result['rtl']}: {m.adders:,} adders, {m.adder_bits:,} adder "
+                    f"bits{naive}, {m.expected_cycles_per_image} cycles per image")
+        if m.npu is not None:
+            n = m.npu
+            result["npu"] = n.model_dump(exclude={"ports", "files", "input", "outputs", "load_port"}, exclude_none=True)
+            summary += (f"; NPU {n.lanes} lanes x batch {n.batch}, capacity {n.capacity} x "
+                        f"{n.in_features}: {n.cycles_per_image:g} cycles per image, "
+                        f"{'keeps' if n.keeps_pace else 'does NOT keep'} pace")
     result["seconds"] = round(time.time() - t0, 2)
     return result, summary + f" ({result['seconds']} s)"

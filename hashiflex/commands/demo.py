@@ -25,7 +25,7 @@ VERIFY_CHECKPOINT = "small-po2"
 def _run(argv: list[str]) -> dict:
     import importlib
 
-    from ..cli import build_parser
+    from .parser import build_parser
 
     args = build_parser().parse_args(argv)
     mod = importlib.import_module(f".{args.module}", __package__)

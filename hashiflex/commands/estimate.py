@@ -70,7 +70,7 @@ def _short(d: dict) -> dict:
                                   "npu_area_mm2", "rtl_parallelism", "parallelism", "clock_ghz")}
 
 
-def _yosys(args, man: dict | None, result: dict) -> str:
+def _yosys(args, man, result: dict) -> str:
     """Yosys word-level statistics of BUILD/rtl next to the manifest's counts."""
     from ..cost.yosys import build_wordlevel_stats
 
@@ -78,10 +78,10 @@ def _yosys(args, man: dict | None, result: dict) -> str:
         raise UserError(f"--yosys needs RTL: {args.build} was compiled with --no-rtl")
     w = build_wordlevel_stats(args.build)
     result["yosys"] = {k: v for k, v in w.items() if k != "cells"}
-    return (f"Yosys word level ({man['top']}): {w['adds']:,} tree adders / {w['add_bits']:,} bits "
-            f"(manifest {man.get('adders', 0):,} / {man.get('adder_bits', 0):,}), {w['other_adds']:,} other adders, "
+    return (f"Yosys word level ({man.top}): {w['adds']:,} tree adders / {w['add_bits']:,} bits "
+            f"(manifest {man.adders:,} / {man.adder_bits:,}), {w['other_adds']:,} other adders, "
             f"{w['dff_bits']:,} flip-flop bits + {w['mem_bits']:,} memory bits (manifest register bits "
-            f"{man.get('register_bits', 0):,})")
+            f"{man.register_bits:,})")
 
 
 def run(args):
@@ -89,13 +89,15 @@ def run(args):
 
     _check(args)
     t0 = time.time()
-    prog, man = design.load_build(args.build)
+    prog, man, graphs = design.load_build(args.build)
     if args.target_ips is None and args.area_mm2 is None:
-        d = design.as_generated(prog, man, args.clock_ghz)
+        d = design.as_generated(prog, man, args.clock_ghz, graphs=graphs)
         front = rtl = None
-        head = f"{args.build} as generated ({'RTL manifest' if man else 'IR only: naive adder trees, no sharing'})"
+        src = "RTL manifest" if man else ("IR only: the solved adder graphs" if graphs else
+                                          "IR only: naive adder trees, no sharing")
+        head = f"{args.build} as generated ({src})"
     else:
-        d, front, rtl = balance.balance(prog, args.clock_ghz, args.target_ips, args.area_mm2, man)
+        d, front, rtl = balance.balance(prog, args.clock_ghz, args.target_ips, args.area_mm2, man, graphs)
         goal = (f"--target-ips {args.target_ips:,.0f}" if args.target_ips is not None
                 else f"--area-mm2 {args.area_mm2}")
         head = f"{args.build}, balanced for {goal}" + ("" if d.get("target_met", True) else " (NOT reached)")

@@ -4,22 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
+from ..rtl.manifest import build_npu, find_manifest
 
 
 def _summary(img) -> dict:
     return {"classes": img.n, "in_features": img.k, "scale_shift": img.scale_shift, "in_frac": img.in_frac,
             "bias_range": [int(img.bias.min()), int(img.bias.max())],
             "scale_range": [int(img.scale_mult.min()), int(img.scale_mult.max())], "meta": img.meta}
-
-
-def _build_npu(build: str) -> dict:
-    from ..verify.harness import find_rtl
-
-    _, manifest = find_rtl(build)
-    if "npu" not in manifest:
-        raise UserError(f"{build} has no NPU: recompile it with 'hashiflex compile' from a checkpoint with an int8 "
-                        f"classifier")
-    return manifest["npu"]
 
 
 def run(args):
@@ -32,10 +23,10 @@ def run(args):
         result = dict(_summary(img), image=args.check, valid=True)
         fits = ""
         if args.build:
-            npu = _build_npu(args.build)
+            npu = build_npu(args.build)
             check_fits(img, npu, f"NPU image {args.check}")
             result["fits_build"] = args.build
-            fits = f", fits the NPU of {args.build} (capacity {npu['capacity']})"
+            fits = f", fits the NPU of {args.build} (capacity {npu.capacity})"
         return result, f"{args.check}: valid NPU image, {img.n} classes x {img.k} inputs{fits}"
     if not args.out:
         raise UserError("give --out IMAGE to write an image, or --check IMAGE to validate one")
@@ -55,14 +46,9 @@ def run(args):
     meta = {k: v for k, v in meta.items() if v is not None}
     img = image_from_program(prog, meta)
     if args.build:
-        from ..verify.harness import find_rtl
-
-        try:
-            _, manifest = find_rtl(args.build)
-        except UserError:
-            manifest = {}
-        if "npu" in manifest:
-            check_fits(img, manifest["npu"])
+        found = find_manifest(args.build)   # an IR-only build has none; a bad manifest is an error
+        if found is not None and found[1].npu is not None:
+            check_fits(img, found[1].npu)
     out = write_image(Path(args.out), img)
     result = dict(_summary(img), image=str(out), bytes=out.stat().st_size)
     return result, f"wrote {out}: NPU image, {img.n} classes x {img.k} inputs ({result['bytes']:,} bytes)"

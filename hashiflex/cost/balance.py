@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 
 from ..errors import UserError
-from ..ir.spec import Conv, Program
+from ..ir.sharing import AdderGraphs
+from ..ir.spec import Conv, Program, npu_op
+from ..rtl.manifest import Manifest
 from ..rtl.schedule import hw_ops
 from . import design, model, storage
 
@@ -58,10 +60,10 @@ def _axis_options(prog: Program, convs, n: int, axis: int) -> list[int]:
 
 
 class Balancer:
-    def __init__(self, prog: Program, clock_ghz: float | None = None, manifest: dict | None = None,
-                 max_rows: int | None = None):
+    def __init__(self, prog: Program, clock_ghz: float | None = None, manifest: Manifest | None = None,
+                 max_rows: int | None = None, graphs: AdderGraphs | None = None):
         self.prog = prog
-        self.models = model.models_for(prog, manifest)
+        self.models = model.models_for(prog, manifest, graphs)
         self.by_name = {m.op.name: m for m in self.models}
         self.clock, self.pipeline = design.clock_for(self.models, clock_ghz)
         self.period = 1.0 / self.clock if self.pipeline else None
@@ -141,7 +143,7 @@ class Balancer:
         f = self.cheapest(target_cycles)
         if f is None:
             return None
-        nop = model.npu_op(self.prog)
+        nop = npu_op(self.prog)
         npu = None
         if nop is not None:
             n, k = (int(s) for s in self.prog.arrays[nop.weight].shape)
@@ -182,7 +184,7 @@ class Balancer:
             cyc = max(storage.cycles(self.prog, self.by_name[n].op, *fm) for n, fm in f.items())
             if out and cyc >= out[-1]["cycles_per_image"]:
                 continue
-            nop = model.npu_op(self.prog)
+            nop = npu_op(self.prog)
             npu = None
             if nop is not None:
                 n, k = (int(s) for s in self.prog.arrays[nop.weight].shape)
@@ -204,11 +206,12 @@ def pareto(designs: list[dict]) -> list[dict]:
 
 
 def balance(prog: Program, clock_ghz: float | None = None, target_ips: float | None = None,
-            area_mm2: float | None = None, manifest: dict | None = None) -> tuple[dict, list[dict], list[dict]]:
+            area_mm2: float | None = None, manifest: Manifest | None = None, graphs: AdderGraphs | None = None
+            ) -> tuple[dict, list[dict], list[dict]]:
     """(chosen design, model Pareto front, RTL Pareto front) for a throughput or area target."""
     if target_ips is not None and area_mm2 is not None:
         raise UserError("give either --target-ips or --area-mm2, not both")
-    b = Balancer(prog, clock_ghz, manifest)
+    b = Balancer(prog, clock_ghz, manifest, graphs=graphs)
     front = b.front()
     rtl = b.rtl_front()
     if target_ips is not None:

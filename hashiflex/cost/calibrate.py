@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
-from ..ir.intervals import analyze
-from ..ir.spec import Add, AvgPool, Conv, Linear, Program, Tensor
+from ..ir.builder import ProgBuilder
+from ..ir.spec import AvgPool
 from ..rtl import generate_rtl
 from ..rtl.generate import plan_lanes
 from ..rtl.prims import PRIMS_V
@@ -31,100 +30,44 @@ class Case:
     detail: dict
 
 
-class _Builder:
-    """A chain of ops on random Po2 weights (as tests/rtl_progs.py, reduced)."""
-
-    def __init__(self, shape, seed=0):
-        self.rng = np.random.default_rng(seed)
-        self.t = {"input": Tensor("input", tuple(shape), False, 8, 8, 0, 255)}
-        self.ops, self.arr = [], {}
-
-    def prog(self) -> Program:
-        return analyze(Program(dict(self.t), tuple(self.ops), "input", self.ops[-1].output, dict(self.arr)))
-
-    def conv(self, x, cout=None, k=3, stride=1, dw=False, shift=6, clamp=(0, 255), max_code=4, prune=0.3,
-             signed_in=False):
-        c, h, w = self.t[x].shape
-        pad = k // 2
-        groups = c if dw else 1
-        cout = c if dw else cout
-        n = f"conv{len(self.ops)}"
-        codes = self.rng.integers(-max_code, max_code + 1, (cout, c // groups, k, k))
-        codes[self.rng.random(codes.shape) < prune] = 0
-        self.arr[f"{n}.weight"] = codes.astype(np.int8)
-        self.arr[f"{n}.bias"] = self.rng.integers(-300, 301, cout).astype(np.int64)
-        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        self.t[n] = Tensor(n, (cout, oh, ow), clamp[0] < 0, 8, 0)
-        self.ops.append(Conv(n, x, n, f"{n}.weight", f"{n}.bias", (stride, stride), (pad, pad), groups, 0, shift,
-                             clamp[0], clamp[1]))
-        return n
-
-    def add(self, a, b):
-        n = f"add{len(self.ops)}"
-        self.t[n] = Tensor(n, self.t[a].shape, True, 8, 0)
-        self.ops.append(Add(n, a, b, n, 1, 0, 1, -128, 127))
-        return n
-
-    def pool(self, x):
-        from ..quant.modules import QAvgPool
-
-        c, h, w = self.t[x].shape
-        mult, k = QAvgPool.constants(h * w)
-        n = f"pool{len(self.ops)}"
-        self.t[n] = Tensor(n, (c,), False, 8, 0)
-        self.ops.append(AvgPool(n, x, n, int(mult), int(k), 0, 255))
-        return n
-
-    def linear(self, x, cout, max_code=5, prune=0.3):
-        c = self.t[x].shape[0]
-        n = f"fc{len(self.ops)}"
-        codes = self.rng.integers(-max_code, max_code + 1, (cout, c))
-        codes[self.rng.random(codes.shape) < prune] = 0
-        self.arr[f"{n}.weight"] = codes.astype(np.int8)
-        self.arr[f"{n}.bias"] = self.rng.integers(-1000, 1001, cout).astype(np.int64)
-        self.t[n] = Tensor(n, (cout,), True, 64, 0)
-        self.ops.append(Linear(n, x, n, "po2", f"{n}.weight", f"{n}.bias", None, 0))
-        return n
-
-
 def _programs():
     """(case name, kind, program, index of the op to synthesize, P)."""
     out = []
-    b = _Builder((8, 8, 8), 1)
-    b.conv("input", dw=True, shift=4)
-    out.append(("dw3x3_c8", "conv 3x3 depthwise", b.prog(), 0, 1))
-    b = _Builder((8, 10, 10), 2)
-    b.conv("input", dw=True, stride=2, shift=4, clamp=(-128, 127))
-    out.append(("dw3x3_s2_c8", "conv 3x3 depthwise stride 2", b.prog(), 0, 1))
-    b = _Builder((8, 6, 6), 3)
-    b.conv("input", 16, k=1, shift=7)
-    out.append(("pw1x1_8to16", "conv 1x1 pointwise", b.prog(), 0, 1))
-    b = _Builder((16, 6, 6), 4)
-    b.conv("input", 12, k=1, shift=8, max_code=7, prune=0.5)
-    out.append(("pw1x1_16to12_e7", "conv 1x1 pointwise, wide exponents", b.prog(), 0, 1))
-    b = _Builder((8, 8, 8), 5)
-    b.conv("input", 8, k=1, shift=7)
-    out.append(("pw1x1_8to8_P2", "conv 1x1 pointwise, P = 2", b.prog(), 0, 2))
-    b = _Builder((3, 16, 16), 6)
-    b.conv("input", 8, stride=2, shift=7)
-    out.append(("stem3x3_s2_3to8", "stem conv 3x3 stride 2", b.prog(), 0, 1))
-    b = _Builder((1, 12, 12), 7)
-    b.conv("input", 6, stride=2, shift=6)
-    out.append(("stem3x3_s2_1to6_P2", "stem conv 3x3 stride 2, P = 2", b.prog(), 0, 2))
-    b = _Builder((8, 6, 6), 8)
-    x = b.conv("input", 8, k=1, shift=7, clamp=(-128, 127))
-    b.add("input", x)
-    out.append(("add_c8", "residual add", b.prog(), 1, 1))
-    b = _Builder((16, 7, 7), 9)
+    b = ProgBuilder((8, 8, 8), 1)
+    b.conv("input", depthwise=True, shift=4, bias=300)
+    out.append(("dw3x3_c8", "conv 3x3 depthwise", b.program(), 0, 1))
+    b = ProgBuilder((8, 10, 10), 2)
+    b.conv("input", depthwise=True, stride=2, shift=4, clamp=(-128, 127), bias=300)
+    out.append(("dw3x3_s2_c8", "conv 3x3 depthwise stride 2", b.program(), 0, 1))
+    b = ProgBuilder((8, 6, 6), 3)
+    b.conv("input", 16, k=1, shift=7, bias=300)
+    out.append(("pw1x1_8to16", "conv 1x1 pointwise", b.program(), 0, 1))
+    b = ProgBuilder((16, 6, 6), 4)
+    b.conv("input", 12, k=1, shift=8, max_code=7, prune=0.5, bias=300)
+    out.append(("pw1x1_16to12_e7", "conv 1x1 pointwise, wide exponents", b.program(), 0, 1))
+    b = ProgBuilder((8, 8, 8), 5)
+    b.conv("input", 8, k=1, shift=7, bias=300)
+    out.append(("pw1x1_8to8_P2", "conv 1x1 pointwise, P = 2", b.program(), 0, 2))
+    b = ProgBuilder((3, 16, 16), 6)
+    b.conv("input", 8, stride=2, shift=7, bias=300)
+    out.append(("stem3x3_s2_3to8", "stem conv 3x3 stride 2", b.program(), 0, 1))
+    b = ProgBuilder((1, 12, 12), 7)
+    b.conv("input", 6, stride=2, shift=6, bias=300)
+    out.append(("stem3x3_s2_1to6_P2", "stem conv 3x3 stride 2, P = 2", b.program(), 0, 2))
+    b = ProgBuilder((8, 6, 6), 8)
+    x = b.conv("input", 8, k=1, shift=7, clamp=(-128, 127), bias=300)
+    b.add("input", x, align_a=1, align_b=0, shift=1)
+    out.append(("add_c8", "residual add", b.program(), 1, 1))
+    b = ProgBuilder((16, 7, 7), 9)
     b.pool("input")
-    out.append(("avgpool_7x7_c16", "avgpool 7x7 (fixed-point 1/49)", b.prog(), 0, 1))
-    b = _Builder((16, 4, 4), 10)
+    out.append(("avgpool_7x7_c16", "avgpool 7x7 (fixed-point 1/49)", b.program(), 0, 1))
+    b = ProgBuilder((16, 4, 4), 10)
     b.pool("input")
-    out.append(("avgpool_4x4_c16", "avgpool 4x4 (a shift)", b.prog(), 0, 1))
-    b = _Builder((16, 2, 2), 11)
+    out.append(("avgpool_4x4_c16", "avgpool 4x4 (a shift)", b.program(), 0, 1))
+    b = ProgBuilder((16, 2, 2), 11)
     x = b.pool("input")
     b.linear(x, 10)
-    out.append(("linear_po2_16to10", "Po2 linear", b.prog(), 1, 1))
+    out.append(("linear_po2_16to10", "Po2 linear", b.program(), 1, 1))
     return out
 
 
@@ -155,13 +98,13 @@ VALIDATION_OPS = ("features.0", "features.1.conv.0", "features.1.conv.1", "featu
 
 
 def _case(prog, man, idx: int, p: int, out: Path, name: str, kind: str) -> Case:
-    mod = man["modules"][idx]
-    op = next(o for o in prog.ops if o.name == mod["op"])
+    mod = man.modules[idx]
+    op = next(o for o in prog.ops if o.name == mod.op)
     g = plan_lanes(prog, p)[0][prog.op_inputs(op)[0]]
     k = storage.copies(prog, op, g, 1)
-    shared = None if isinstance(op, AvgPool) else (mod["adders"] // k, mod["adder_bits"] // k, 0)
+    shared = None if isinstance(op, AvgPool) else (mod.adders // k, mod.adder_bits // k, 0)
     L = model.LayerModel(prog, op, shared_per_copy=shared).estimate(g, 1, sram=False)
-    return Case(name, kind, [out / "hf_prims.v", out / mod["file"]], mod["name"], {}, L.area_um2,
+    return Case(name, kind, [out / "hf_prims.v", out / mod.file], mod.name, {}, L.area_um2,
                 {"adders": L.adders, "adder_bits": L.adder_bits, "carry_bits": L.carry_bits, "area": L.area})
 
 

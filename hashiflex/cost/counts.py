@@ -17,9 +17,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir.intervals import bits_for
-from ..ir.spec import Add, AvgPool, Conv, Linear, Program
-from ..rtl.common import _round, stream_bits, stream_range
-from ..rtl.layers import _csd  # the RTL's own digit split, so the count matches what is emitted
+from ..ir.spec import Add, AvgPool, Conv, Linear, Program, csd_digits, round_const
+from ..rtl.common import stream_bits, stream_range
 
 _BIG = 1 << 40
 
@@ -217,7 +216,7 @@ def adder_network(prog: Program, op, lanes: int = 1) -> Network:
         x, y = prog.tensors[op.input], prog.tensors[op.output]
         xlo, xhi = stream_range(x)
         codes = prog.arrays[op.weight]
-        const = prog.arrays[op.bias].astype(np.int64) + _round(op.shift)
+        const = prog.arrays[op.bias].astype(np.int64) + round_const(op.shift)
         slo, shi = _sums(codes, const, xlo, xhi)
         cm = _constant(slo, shi, op.shift, op.clamp_lo, op.clamp_hi)
         rows = _rows(codes, const, xlo, xhi)
@@ -232,7 +231,7 @@ def adder_network(prog: Program, op, lanes: int = 1) -> Network:
     if isinstance(op, Add):
         a, b, y = prog.tensors[op.a], prog.tensors[op.b], prog.tensors[op.output]
         t = [(False, op.align_a, *stream_range(a)), (False, op.align_b, *stream_range(b))]
-        return _small(t, _round(op.shift), op.shift, op.clamp_lo, op.clamp_hi, stream_bits(y)).scaled(a.shape[0])
+        return _small(t, round_const(op.shift), op.shift, op.clamp_lo, op.clamp_hi, stream_bits(y)).scaled(a.shape[0])
     if isinstance(op, AvgPool):
         x, y = prog.tensors[op.input], prog.tensors[op.output]
         c, h, w = x.shape
@@ -243,7 +242,7 @@ def adder_network(prog: Program, op, lanes: int = 1) -> Network:
         if h * -(-w // lanes) == 1:
             acc.carry_bits = 0  # one beat per image: the accumulator is always zero, no carry chain
         slo, shi = alo + lanes * min(xlo, 0), ahi + lanes * max(xhi, 0)
-        mult = _small([(n, k, slo, shi) for k, n in _csd(op.mult)], _round(op.shift), op.shift, op.clamp_lo,
+        mult = _small([(n, k, slo, shi) for k, n in csd_digits(op.mult)], round_const(op.shift), op.shift, op.clamp_lo,
                       op.clamp_hi, stream_bits(y))
         net = (acc + mult).scaled(c)
         # timing: only the accumulator works every beat; the scaling tree runs once per image

@@ -7,34 +7,28 @@ converter (a buffer, priced as an array) wherever a consumer's format differs fr
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import UserError
-from ..ir.spec import Conv, Program
+from ..ir.sharing import AdderGraphs, load_graphs
+from ..ir.spec import Conv, Program, npu_op
 from ..rtl.common import stream_bits
+from ..rtl.manifest import Manifest, NPUEntry, find_manifest
 from ..rtl.schedule import hw_ops, items, skip_fifos
 from . import model, storage, tech
 
 
-def load_build(build) -> tuple[Program, dict | None]:
-    """The IR of a build folder and its RTL manifest (None when compiled with --no-rtl)."""
+def load_build(build) -> tuple[Program, Manifest | None, AdderGraphs | None]:
+    """The IR of a build folder, its RTL manifest (None when compiled with --no-rtl) and its adder
+    graphs (None when compiled with --no-share), each checked as it is read."""
     from ..ir import serialize
 
     d = Path(build)
     if not d.is_dir():
         raise UserError(f"build folder {d} does not exist: run 'hashiflex compile --out {d}' first")
     prog = serialize.load(d)
-    man = None
-    mp = d / "rtl" / "manifest.json"
-    if mp.is_file():
-        try:
-            man = json.loads(mp.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"{mp} is not valid JSON ({e}); re-run 'hashiflex compile'") from None
-        if not isinstance(man, dict) or "modules" not in man:
-            raise UserError(f"{mp} is not a hashiflex RTL manifest; re-run 'hashiflex compile'")
-    return prog, man
+    found = find_manifest(d / "rtl") if (d / "rtl").is_dir() else None
+    return prog, (found[1] if found else None), load_graphs(d, prog)
 
 
 def stream_formats(prog: Program, formats: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
@@ -99,11 +93,11 @@ def converter_layers(prog: Program, formats) -> list[model.Layer]:
     return out
 
 
-def fifo_list(prog: Program, formats, manifest: dict | None = None) -> list[dict]:
+def fifo_list(prog: Program, formats, manifest: Manifest | None = None) -> list[dict]:
     """Skip FIFOs: the manifest's, the schedule's (RTL formats), or scaled from the P = 1 ones."""
     made = stream_formats(prog, formats)
-    if manifest is not None and "skip_fifos" in manifest:
-        fl = [dict(f) for f in manifest["skip_fifos"]]
+    if manifest is not None:
+        fl = [f.model_dump() for f in manifest.skip_fifos]
     elif all(v == 1 for _, v in formats.values()):
         lanes = {t: f[0] for t, f in made.items()}
         try:
@@ -151,7 +145,7 @@ def _scaled_fifos(prog: Program, formats) -> list[dict]:
 
 
 def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: float, *, pipeline: bool,
-             npu: dict | None = None, manifest: dict | None = None) -> dict:
+             npu: dict | NPUEntry | None = None, manifest: Manifest | None = None) -> dict:
     """Totals of a design. `pipeline`: add the tree pipeline registers the clock needs (model);
     `npu`: {"lanes", "batch"} or the manifest's npu entry (int8 classifier only)."""
     period = 1.0 / clock_ghz if pipeline else None
@@ -162,7 +156,7 @@ def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: 
     cycles["input"] = -(-x.shape[1] // v0) * -(-x.shape[2] // g0)
     layers += model.skip_fifo_layers(fifo_list(prog, formats, manifest))
     layers += converter_layers(prog, formats)
-    nop = model.npu_op(prog)
+    nop = npu_op(prog)
     crit = model.critical(models)
     extra = {"rtl_parallelism": is_rtl(prog, formats), "classifier": "po2" if nop is None else "int8-npu",
              "clock_critical_layer": crit[0], "clock_fmax_ghz": 1.0 / crit[1], "trees_pipelined": pipeline,
@@ -170,12 +164,14 @@ def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: 
     if nop is not None:
         n, k = (int(s) for s in prog.arrays[nop.weight].shape)
         fb = model.feat_bits(prog, nop)
-        entry = npu if npu and "multipliers" in npu else None
+        entry = npu if isinstance(npu, NPUEntry) else None
         if npu is None:
             hard = max(cycles.values())
             npu_l = model.size_npu(n, k, hard, fb)
+        elif entry is not None:
+            npu_l = model.npu_estimate(n, k, entry.lanes, entry.batch, fb, entry)
         else:
-            npu_l = model.npu_estimate(n, k, int(npu["lanes"]), int(npu["batch"]), fb, entry)
+            npu_l = model.npu_estimate(n, k, int(npu["lanes"]), int(npu["batch"]), fb)
         layers.append(npu_l)
         cycles["npu"] = npu_l.cycles
         extra["npu"] = {"lanes": npu_l.g, "batch": npu_l.v, "cycles_per_image": npu_l.cycles,
@@ -194,21 +190,20 @@ def clock_for(models, clock_ghz: float | None) -> tuple[float, bool]:
     return clock_ghz, clock_ghz > f
 
 
-def as_generated(prog: Program, manifest: dict | None, clock_ghz: float | None = None,
-                 parallelism: int = 1) -> dict:
-    """The build as generated: the manifest's P (or `parallelism` for an IR-only build)."""
-    models = model.models_for(prog, manifest)
+def as_generated(prog: Program, manifest: Manifest | None, clock_ghz: float | None = None,
+                 parallelism: int = 1, graphs: AdderGraphs | None = None) -> dict:
+    """The build as generated: the manifest's P and counts (or, for an IR-only build,
+    `parallelism` and the adder graphs of the sharing pass, counted as the RTL would emit them)."""
+    models = model.models_for(prog, manifest, graphs)
     if manifest is not None:
-        par = manifest.get("parallelism") or {}
-        first = hw_ops(prog)[0].name
-        formats = rtl_formats(prog, int(par.get(first, 1)))
+        formats = rtl_formats(prog, manifest.first_p(hw_ops(prog)[0].name))
     else:
         formats = rtl_formats(prog, parallelism)
     clock, pipe = clock_for(models, clock_ghz)
-    npu_entry = (manifest or {}).get("npu")
+    npu_entry = manifest.npu if manifest is not None else None
     res = evaluate(prog, models, formats, clock, pipeline=pipe, npu=npu_entry, manifest=manifest)
-    res["source"] = "manifest" if manifest is not None else "ir"
+    res["source"] = "manifest" if manifest is not None else ("ir+graphs" if graphs is not None else "ir")
     if manifest is not None:
-        res["manifest_cycles_per_image"] = manifest.get("expected_cycles_per_image")
-        res["manifest_adders"], res["manifest_adder_bits"] = manifest.get("adders"), manifest.get("adder_bits")
+        res["manifest_cycles_per_image"] = manifest.expected_cycles_per_image
+        res["manifest_adders"], res["manifest_adder_bits"] = manifest.adders, manifest.adder_bits
     return res

@@ -21,7 +21,10 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import UserError
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program
-from ..rtl.common import stream_bits
+from ..ir.sharing import AdderGraphs
+from ..rtl.common import fifo_pointer_bits, stream_bits
+from ..rtl.layers import graph_counts
+from ..rtl.manifest import Manifest, NPUEntry
 from ..rtl.schedule import hw_ops
 from . import counts, storage, tech
 
@@ -175,22 +178,21 @@ def npu_cycles(n: int, k: int, lanes: int, batch: int, drain: int = tech.DEFAULT
     return (n * -(-k // lanes) + drain) / batch
 
 
-def npu_estimate(n: int, k: int, lanes: int, batch: int, feat_bits: int = 8, entry: dict | None = None) -> Layer:
+def npu_estimate(n: int, k: int, lanes: int, batch: int, feat_bits: int = 8, entry: NPUEntry | None = None) -> Layer:
     """The programmable NPU: L*B int8 multipliers, B adder trees over L products into int32
     accumulators, B scale multipliers, a single-port weight SRAM of N*K*8 bits (L*8 bits wide) plus
     int32 bias and 16-bit scale per output, double-buffered feature vectors and a logit buffer.
     With the manifest's "npu" entry its counted multipliers, adders, registers and memories."""
     L = Layer("npu", "npu", lanes, batch, lanes * batch)
     mults = lanes * batch
-    if entry:
-        mults = int(entry.get("multipliers", mults))
-        L.adders = int(entry.get("adders", 0))
-        L.adder_bits = L.adders * int(entry.get("acc_bits", 32))
-        L.reg_bits = int(entry.get("register_bits", 0))
-        wbits = int(entry.get("memory_bits", n * k * 8))
-        pbits = int(entry.get("param_memory_bits", n * 48))
-        scale_mults = int(entry.get("scale_multipliers", batch))
-        L.cycles = float(entry.get("cycles_per_image_with_drain", entry.get("cycles_per_image")))
+    if entry is not None:
+        mults = entry.multipliers
+        L.adders = entry.adders
+        L.adder_bits = L.adders * entry.acc_bits
+        L.reg_bits = entry.register_bits
+        wbits, pbits = entry.memory_bits, entry.param_memory_bits
+        scale_mults = entry.scale_multipliers
+        L.cycles = float(entry.cycles_per_image_with_drain)
     else:
         L.adders = batch * lanes                            # L-1 tree adders + the accumulator
         L.adder_bits = batch * ((lanes - 1) * (16 + max(0, (lanes - 1).bit_length()) // 2) + 32)
@@ -209,11 +211,6 @@ def npu_estimate(n: int, k: int, lanes: int, batch: int, feat_bits: int = 8, ent
     L.energy_pj = (n * k * tech.E_MAC + n * k * 8 / batch * tech.E_SRAM_BIT_LARGE + n * 32 * tech.E_FF_BIT
                    + k * feat_bits * 2 * tech.E_FF_BIT)
     return L
-
-
-def npu_op(prog: Program):
-    op = next((o for o in prog.ops if o.output == prog.output), None)
-    return op if isinstance(op, Linear) and op.mode == "int8" else None
 
 
 def size_npu(n: int, k: int, target_cycles: float, feat_bits: int = 8, max_batch: int = 64) -> Layer:
@@ -239,7 +236,7 @@ def skip_fifo_layers(fifos: list[dict]) -> list[Layer]:
     for f in fifos:
         words, width = int(f["depth"]), int(f["width"])
         a, e, sram = array_cost(words, width, 0)
-        L = Layer(f"skip:{f['add']}", "skip-fifo", reg_bits=2 * max(1, (words - 1).bit_length()) + words.bit_length())
+        L = Layer(f"skip:{f['add']}", "skip-fifo", reg_bits=fifo_pointer_bits(words))
         L.sram_bits, L.ff_array_bits = (words * width, 0) if sram else (0, words * width)
         L.area = {"arrays": a, "registers": L.reg_bits * tech.A_REG_BIT}
         L.energy_pj = 2 * width * float(f.get("beats_per_image", 0)) * (
@@ -285,16 +282,20 @@ def feat_bits(prog: Program, op) -> int:
     return stream_bits(prog.tensors[op.input])
 
 
-def models_for(prog: Program, manifest: dict | None = None) -> list[LayerModel]:
-    """One LayerModel per hardware op; with a manifest, each copy's adders come from it."""
-    mods = {m["op"]: m for m in (manifest or {}).get("modules", [])}
+def models_for(prog: Program, manifest: Manifest | None = None, graphs: AdderGraphs | None = None
+               ) -> list[LayerModel]:
+    """One LayerModel per hardware op. Each copy's adders come from the manifest (what was
+    emitted), else from the sharing pass's graphs (counted as the emitter would), else from the
+    naive trees (cost.counts)."""
     out = []
     for op in hw_ops(prog):
-        m = mods.get(op.name)
+        m = manifest.module(op.name) if manifest is not None else None
         shared = None
         if m is not None and not isinstance(op, AvgPool):
-            k = max(1, int(m.get("P", 1))) if isinstance(op, (Conv, Add)) else 1
-            shared = (int(m["adders"]) // k, int(m["adder_bits"]) // k, int(m.get("adder_depth", 0) or 0))
+            k = m.copies()
+            shared = (m.adders // k, m.adder_bits // k, m.adder_depth or 0)
+        elif m is None and graphs is not None and graphs.get(op.name) is not None:
+            shared = graph_counts(prog, op, graphs.get(op.name))
         lm = LayerModel(prog, op, shared_per_copy=shared)
         if shared is not None and not shared[2]:
             lm.shared = (shared[0], shared[1], lm.network().depth)

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..ir.intervals import bits_for
-from ..ir.spec import Add, AvgPool, Conv, Linear, Program
-from ..rtl.common import OUT_FIFO_DEPTH, stream_bits, stream_range
+from ..ir.spec import Add, AvgPool, Conv, Linear, Program, round_const
+from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits, stream_range
 from ..rtl.conv import columns
-from .counts import _constant, _round, _sums
+from .counts import _constant, _sums
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Storage:
 
 def fifo_storage(width: int, depth: int, name: str = "fifo") -> Storage:
     """hf_fifo: DEPTH words of W bits, two pointers and a count (the generator's register_bits)."""
-    return Storage(2 * max(1, (depth - 1).bit_length()) + depth.bit_length(), [(name, depth, width)])
+    return Storage(fifo_pointer_bits(depth), [(name, depth, width)])
 
 
 def conv_shape(op: Conv, prog: Program, g: int = 1, v: int = 1):
@@ -52,7 +52,7 @@ def live_outputs(prog: Program, op: Conv) -> np.ndarray:
     """[C_out] bool: outputs that are not constant whatever the input."""
     x = prog.tensors[op.input]
     xlo, xhi = stream_range(x)
-    const = prog.arrays[op.bias].astype(np.int64) + _round(op.shift)
+    const = prog.arrays[op.bias].astype(np.int64) + round_const(op.shift)
     return ~_constant(*_sums(prog.arrays[op.weight], const, xlo, xhi), op.shift, op.clamp_lo, op.clamp_hi)
 
 

@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
+from ..rtl.manifest import find_manifest
 from . import tech
 
 FLOW_VERSION = "hf-yosys-2"
@@ -201,13 +202,11 @@ def build_wordlevel_stats(build, use_cache: bool = True, timeout: float | None =
     """wordlevel_stats of a generated build: BUILD/rtl (or BUILD itself) with the manifest's
     files and top (hf_top)."""
     d = Path(build)
-    rtl = d / "rtl" if (d / "rtl" / "manifest.json").is_file() else d
-    try:
-        man = json.loads((rtl / "manifest.json").read_text())
-        files, top = [rtl / f for f in man["files"]], man["top"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        raise UserError(f"no RTL manifest in {d}: run 'hashiflex compile --out {d}' (without --no-rtl)") from None
-    return wordlevel_stats(files, top, use_cache=use_cache, timeout=timeout)
+    found = find_manifest(d)
+    if found is None:
+        raise UserError(f"no RTL manifest in {d}: run 'hashiflex compile --out {d}' (without --no-rtl)")
+    rtl, man = found
+    return wordlevel_stats([rtl / f for f in man.files], man.top, use_cache=use_cache, timeout=timeout)
 
 
 GATE_SCRIPT = f"""

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import atomic_write
+from ..rtl.manifest import NPUEntry
 from ..errors import UserError
 from ..ir.intervals import analyze
 from ..ir.spec import Linear, Program
@@ -143,14 +144,14 @@ def write_image(path, image: NPUImage) -> Path:
     return p
 
 
-def check_fits(image: NPUImage, npu: dict, name: str = "NPU image") -> None:
+def check_fits(image: NPUImage, npu: NPUEntry, name: str = "NPU image") -> None:
     """The image must match the build's NPU: K = its feature length, N <= its capacity."""
-    if image.k != npu["in_features"]:
-        raise UserError(f"{name} has {image.k} inputs but this build's NPU takes {npu['in_features']} features: "
+    if image.k != npu.in_features:
+        raise UserError(f"{name} has {image.k} inputs but this build's NPU takes {npu.in_features} features: "
                         f"fine-tune a head for this build with 'hashiflex finetune BUILD'")
-    if image.n > npu["capacity"]:
-        raise UserError(f"{name} has {image.n} classes but the NPU holds at most {npu['capacity']}: use at most "
-                        f"{npu['capacity']} classes or recompile with 'hashiflex compile --npu-capacity {image.n}'")
+    if image.n > npu.capacity:
+        raise UserError(f"{name} has {image.n} classes but the NPU holds at most {npu.capacity}: use at most "
+                        f"{npu.capacity} classes or recompile with 'hashiflex compile --npu-capacity {image.n}'")
 
 
 def classifier_op(prog: Program) -> Linear:

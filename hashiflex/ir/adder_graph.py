@@ -219,23 +219,7 @@ def evaluate_graph(g: AdderGraph, x: np.ndarray) -> np.ndarray:
     return g.out_sign * _shl(outs, np.broadcast_to(g.out_shift, outs.shape))
 
 
-# -- IR arrays and the Program pass ---------------------------------------------------------
-_FIELDS = ("a", "b", "shift", "sign", "out_node", "out_shift", "out_sign")
-
-
-def to_arrays(g: AdderGraph, prefix: str) -> dict[str, np.ndarray]:
-    """`<prefix>.graph.<field>` int64 arrays plus `<prefix>.graph.meta` = [n_inputs, n_shared]."""
-    d = {f"{prefix}.graph.{f}": getattr(g, f).astype(_I64) for f in _FIELDS}
-    d[f"{prefix}.graph.meta"] = np.array([g.n_inputs, g.n_shared], dtype=_I64)
-    return d
-
-
-def from_arrays(arrays: dict, prefix: str) -> AdderGraph:
-    n_inputs, n_shared = (int(v) for v in arrays[f"{prefix}.graph.meta"])
-    return AdderGraph(n_inputs, *(np.asarray(arrays[f"{prefix}.graph.{f}"], dtype=_I64) for f in _FIELDS[:4]),
-                      *(np.asarray(arrays[f"{prefix}.graph.{f}"], dtype=_I64) for f in _FIELDS[4:]), n_shared)
-
-
+# -- layers of a Program (the pass itself: hashiflex.ir.sharing) ------------------------------
 def layer_matrix(prog: Program, op) -> tuple[np.ndarray, int, int] | None:
     """(M [O, N], x_lo, x_hi) of a hardened layer the pass handles, or None.
 
@@ -254,7 +238,7 @@ def layer_matrix(prog: Program, op) -> tuple[np.ndarray, int, int] | None:
         m = po2_weight_ints(w).reshape(w.shape[0], -1)
     t = prog.tensors[op.input]
     if t.lo is None or t.hi is None:
-        raise ValueError("share_adders needs an analyzed program (run intervals.analyze first)")
+        raise ValueError("the adder-sharing pass needs an analyzed program (run intervals.analyze first)")
     lo, hi = int(t.lo), int(t.hi)
     if isinstance(op, Conv) and any(op.padding):
         lo, hi = min(lo, 0), max(hi, 0)
@@ -283,7 +267,7 @@ def with_constants(m: np.ndarray, consts) -> tuple[np.ndarray, list[int]]:
     return out, list(cols)
 
 
-def _check(g: AdderGraph, m: np.ndarray, what: str) -> None:
+def check_graph(g: AdderGraph, m: np.ndarray, what: str) -> None:
     """g computes m @ x on a few pseudo-random inputs, or ValueError (an internal error)."""
     n = m.shape[1]
     x = np.random.default_rng(12345).integers(-3, 4, size=(3, n))
@@ -291,38 +275,3 @@ def _check(g: AdderGraph, m: np.ndarray, what: str) -> None:
     want = (x.astype(object) @ m.T.astype(object)) if wide else x @ m.T
     if g.n_inputs != n or g.n_outputs != m.shape[0] or not np.array_equal(evaluate_graph(g, x), want):
         raise ValueError(f"{what}: the adder graph does not compute the layer's weights")
-
-
-def layer_graph(prog: Program, op, consts, drop=None, max_depth: int | None = None):
-    """(graph, odd constants) the RTL emits for a layer `layer_matrix` handles, else None.
-
-    Solved once per layer: the graph computes M @ x + consts[o] (consts: per output, the bias
-    plus the rounding constant) over the inputs [window taps; odd constants] (`with_constants`).
-    Outputs with drop[o] True (constant in hardware) are zero rows: no adder serves only them."""
-    got = layer_matrix(prog, op)
-    if got is None:
-        return None
-    m, odd = with_constants(got[0], consts)
-    if drop is not None and np.any(drop):
-        m[np.asarray(drop, dtype=bool)] = 0
-    g = build_graph(m, max_depth=max_depth)
-    _check(g, m, f"layer {op.name}")
-    return g, odd
-
-
-def share_adders(prog: Program, max_depth: int | None = None) -> Program:
-    """Pure pass: add an adder graph for every eligible layer to `prog.arrays`.
-
-    For each Conv with groups == 1 (pointwise or full KxK) and each Po2 Linear, stores
-    `<op>.graph.*` (see `to_arrays`) computing acc - bias, i.e. sum_j M[o, j] * x_j over the
-    flattened window taps (`layer_matrix`); the RTL adds the bias (and folds out_sign into that
-    addition) after the graph. Ops, tensors and other arrays are untouched. Assumes an analyzed
-    program (tensor lo/hi set) and Po2 weight codes as in docs/ir.md; depthwise convs and the
-    int8 Linear keep their per-channel trees. One solve per layer, shared by all pixels.
-    """
-    arrays = dict(prog.arrays)
-    for op in prog.ops:
-        got = layer_matrix(prog, op)
-        if got is not None:
-            arrays.update(to_arrays(build_graph(got[0], max_depth=max_depth), op.name))
-    return prog.with_ops(prog.ops, arrays=arrays)

@@ -18,7 +18,7 @@ from .spec import Add, AvgPool, Conv, Linear, Program, po2_weight_ints, rshift_r
 INPUT_RANGE = (0, 255)
 
 
-def _weight_ints(prog: Program, op) -> np.ndarray:
+def weight_ints(prog: Program, op) -> np.ndarray:
     w = prog.arrays[op.weight]
     if isinstance(op, Linear) and op.mode == "int8":
         return w.astype(np.int64)
@@ -29,7 +29,7 @@ def _weight_ints(prog: Program, op) -> np.ndarray:
     return po2_weight_ints(w)
 
 
-def _pos_neg_sums(w: np.ndarray) -> tuple[list[int], list[int]]:
+def pos_neg_sums(w: np.ndarray) -> tuple[list[int], list[int]]:
     flat = w.reshape(w.shape[0], -1)
     if flat.dtype != object and np.abs(flat).sum(axis=1, dtype=np.float64).max(initial=0) < 2.0 ** 62:
         pos = np.where(flat > 0, flat, 0).sum(axis=1)
@@ -62,7 +62,7 @@ def analyze(prog: Program) -> Program:
             xl, xh = x.lo, x.hi
             if isinstance(op, Conv) and any(op.padding):
                 xl, xh = min(xl, 0), max(xh, 0)
-            pos, neg = _pos_neg_sums(_weight_ints(prog, op))
+            pos, neg = pos_neg_sums(weight_ints(prog, op))
             bias = [int(b) for b in prog.arrays[op.bias]]
             alo = [b + p * xl + n * xh for b, p, n in zip(bias, pos, neg)]
             ahi = [b + p * xh + n * xl for b, p, n in zip(bias, pos, neg)]
@@ -102,3 +102,26 @@ def bits_for(lo: int, hi: int) -> int:
     if lo >= 0:
         return max(1, int(hi).bit_length())
     return max(int(-lo - 1).bit_length(), int(hi).bit_length()) + 1
+
+
+def stream_range(t) -> tuple[int, int]:
+    """The range a tensor's values are carried in on a hardware stream: its interval widened to
+    hold 0 (padding, reset and idle beats carry zeros)."""
+    return min(int(t.lo), 0), max(int(t.hi), 0)
+
+
+def constant_result(leaves: list[tuple[int, int, int, bool]], const: int, shift: int, clamp_lo: int | None,
+                    clamp_hi: int | None) -> int | None:
+    """The value of clamp(floor((sum of leaves + const) / 2^shift)) when it is the same for every
+    input (the clamp range lies outside the sum's interval, or nothing varies), else None.
+    A leaf is (lo, hi, shift, negated): the same interval arithmetic as the adder tree."""
+    lo = hi = const
+    for llo, lhi, sh, neg in leaves:
+        a, b = (-(lhi << sh), -(llo << sh)) if neg else (llo << sh, lhi << sh)
+        lo, hi = lo + a, hi + b
+    tlo, thi = (lo >> shift, hi >> shift) if shift >= 0 else (lo << -shift, hi << -shift)
+    if clamp_lo is not None:
+        tlo, thi = max(tlo, clamp_lo), max(thi, clamp_lo)
+    if clamp_hi is not None:
+        tlo, thi = min(tlo, clamp_hi), min(thi, clamp_hi)
+    return tlo if tlo == thi else None

@@ -148,3 +148,28 @@ def rshift_round(v, shift: int):
     if shift > 0:
         return (v + (1 << (shift - 1))) >> shift
     return v << (-shift)
+
+
+def round_const(shift: int) -> int:
+    """The rounding constant rshift_round adds before its floor shift: 2^(shift-1), 0 for shift <= 0."""
+    return 1 << (shift - 1) if shift > 0 else 0
+
+
+def csd_digits(m: int) -> list[tuple[int, bool]]:
+    """Canonical signed digits of m > 0: [(shift, negative)], fewest nonzero digits (how hardware
+    multiplies by the constant `AvgPool.mult`: one term per digit)."""
+    out, k = [], 0
+    while m:
+        if m & 1:
+            d = 2 - (m & 3)
+            out.append((k, d < 0))
+            m -= d
+        m >>= 1
+        k += 1
+    return out
+
+
+def npu_op(prog: Program) -> "Linear | None":
+    """The int8 classifier the programmable NPU runs (the program's output op), or None."""
+    op = next((o for o in prog.ops if o.output == prog.output), None)
+    return op if isinstance(op, Linear) and op.mode == "int8" else None

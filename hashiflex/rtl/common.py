@@ -3,16 +3,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir.intervals import bits_for
+from ..ir.intervals import bits_for, stream_range
 from ..ir.spec import Tensor
 from .emit import Net
 
 OUT_FIFO_DEPTH = 2
 
 
-def stream_range(t: Tensor) -> tuple[int, int]:
-    """Every stream carries each channel in bits_for of the tensor's range widened to hold 0."""
-    return min(int(t.lo), 0), max(int(t.hi), 0)
+def fifo_pointer_bits(depth: int) -> int:
+    """Flip-flops of an hf_fifo besides its depth x width storage: read and write pointers and
+    the occupancy count (hf_prims.v)."""
+    return 2 * max(1, (depth - 1).bit_length()) + depth.bit_length()
+
+
+def fifo_register_bits(depth: int, width: int) -> int:
+    """Every flip-flop of an hf_fifo of `depth` words of `width` bits."""
+    return depth * width + fifo_pointer_bits(depth)
 
 
 def stream_bits(t: Tensor) -> int:
@@ -53,8 +59,7 @@ def _out_fifo(net: Net, width: int, valid: str) -> None:
     net.lines.append(f"hf_fifo #(.W({width}),.DEPTH({OUT_FIFO_DEPTH})) u_ofifo (.clk(clk),.rst(rst),"
                      f".in_valid({valid}),.in_ready(o_free),.in_data(o_data),.out_valid(out_valid),"
                      f".out_ready(out_ready),.out_data(out_data));")
-    net.reg_bits += OUT_FIFO_DEPTH * width + 2 * max(1, (OUT_FIFO_DEPTH - 1).bit_length()) + \
-        OUT_FIFO_DEPTH.bit_length()
+    net.count_regs(fifo_register_bits(OUT_FIFO_DEPTH, width))
 
 
 def _concat(names: list[str]) -> str:
@@ -64,10 +69,6 @@ def _concat(names: list[str]) -> str:
 def _unused(net: Net, bits: list[str]) -> None:
     if bits:
         net.lines.append("wire _unused_ok = &{1'b0, " + ", ".join(bits) + "};")
-
-
-def _round(shift: int) -> int:
-    return 1 << (shift - 1) if shift > 0 else 0
 
 
 def _mask(n: int, ok) -> str:

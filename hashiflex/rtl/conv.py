@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
-from ..ir.adder_graph import layer_graph
-from ..ir.spec import Conv, Program
-from .common import Module, _concat, _header, _mask, _out_fifo, _rng, _round, _unused, stream_bits, stream_range
+from ..ir.sharing import LayerGraph
+from ..ir.spec import Conv, Program, round_const
+from .common import Module, _concat, _header, _mask, _out_fifo, _rng, _unused, stream_bits, stream_range
 from .emit import Net, Sig, Term, constant_result, lit
 
 
@@ -59,7 +59,9 @@ def columns(op: Conv, w: int, ow: int, kw: int, lanes: int) -> Columns:
     return Columns(lanes, last + first + 1, -first, a, p, nb, nob)
 
 
-def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool = True):
+def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: LayerGraph | None = None):
+    """The module of a conv whose input carries `lanes` pixels per beat; `solved`: the layer's shared
+    adder graph (hashiflex.ir.sharing), else one tree per output channel."""
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     c_in, h, w = x.shape
     c_out, oh, ow = y.shape
@@ -75,8 +77,8 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool 
     net = Net()
     L = net.lines
     yw, xw = max(1, (ht - 1).bit_length()), max(1, (wt - 1).bit_length())
-    L += ["wire o_free;", "reg wv;"]
-    net.reg_bits += 1
+    L.append("wire o_free;")
+    net.reg("wv")
     if g == 1:
         cin = lambda i: pw <= i < pw + w
         cout = lambda i: i >= kw - 1 and (i - kw + 1) % sw == 0 and (i - kw + 1) // sw < ow
@@ -91,8 +93,7 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool 
             conds[axis] = (f"1'b{int(in_ok(0))}", f"1'b{int(out_ok(0))}")
             continue
         width = yw if var == "y" else xw
-        L.append(f"reg {_rng(width)}{var};")
-        net.reg_bits += width
+        net.reg(var, width)
         L.append(f"localparam [{n - 1}:0] {axis.upper()}IN = {_mask(n, in_ok)};")
         L.append(f"localparam [{n - 1}:0] {axis.upper()}OUT = {_mask(n, out_ok)};")
         conds[axis] = (f"{axis.upper()}IN[{var}]", f"{axis.upper()}OUT[{var}]")
@@ -106,8 +107,7 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool 
         L.append(f"wire {_rng(gw)}pix = need_in ? in_data : {lit(0, gw)};")
     else:  # chunk = lanes a..g-1 of the previous beat, then lanes 0..a-1 of the new one
         L.append(f"wire {_rng(gw)}pixn = need_in ? in_data : {lit(0, gw)};")
-        L.append(f"reg {_rng(gw)}hold;")
-        net.reg_bits += gw
+        net.reg("hold", gw)
         first = f"x == {lit(0, xw)}" if wt > 1 else "1'b1"
         L.append(f"wire {_rng(gw)}holde = ({first}) ? {lit(0, gw)} : hold;")
         L.append(f"wire {_rng(gw)}pix = {{pixn[{col.a * cw - 1}:0], holde[{gw - 1}:{col.a * cw}]}};")
@@ -115,14 +115,12 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool 
         L.append(f"wire _unused_hold = &{{1'b0, holde[{col.a * cw - 1}:0], pixn[{gw - 1}:{col.a * cw}]}};")
     idx = "x" if wt > 1 else "0"
     for k in range(kh - 1):
-        L.append(f"reg {_rng(gw)}lb{k} [0:{wt - 1}];")
+        net.reg(f"lb{k}", gw, words=wt)
         L.append(f"wire {_rng(gw)}col{k} = lb{k}[{idx}];")
-        net.reg_bits += wt * gw
     ncol = kw - 1 + g
     for ky in range(kh):
         for j in range(ncol):
-            L.append(f"reg {_rng(cw)}w{ky}_{j};")
-            net.reg_bits += cw
+            net.reg(f"w{ky}_{j}", cw)
     upd = [f"lb{k}[{idx}] <= {f'lb{k + 1}[{idx}]' if k < kh - 2 else 'pix'};" for k in range(kh - 1)]
     for ky in range(kh):
         src = f"col{ky}" if ky < kh - 1 else "pix"
@@ -153,7 +151,7 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool 
         return taps[(c, ky, j)]
 
     cpg, opg = c_in // groups, c_out // groups
-    acc0 = [int(b) + _round(op.shift) for b in bias]      # bias plus the rounding constant
+    acc0 = [int(b) + round_const(op.shift) for b in bias]      # bias plus the rounding constant
     nzs = [np.argwhere(codes[o] != 0) for o in range(c_out)]
 
     def terms(o: int, tapf, j0: int) -> list[Term]:
@@ -165,8 +163,9 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool 
     # saturated whatever the input: a constant, no adders
     cst = [constant_result([(xlo, xhi, t.shift, t.neg) for t in terms(o, lambda *_: leaf, 0)],
                            acc0[o], op.shift, op.clamp_lo, op.clamp_hi) for o in range(c_out)]
-    solved = layer_graph(prog, op, acc0, drop=[v is not None for v in cst]) if share else None  # once per layer
-    graph = solved[0] if solved else None
+    if solved is not None and solved.dropped != tuple(v is not None for v in cst):
+        raise ValueError(f"layer {op.name}: the adder graph was solved for other constants (re-run the pass)")
+    graph = solved.graph if solved else None
     naive = net if graph is None else Net(emit=False)     # the naive trees, counted for the manifest
     if graph is not None:
         for o in range(c_out):
@@ -179,7 +178,7 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool 
         if graph is not None:   # graph input i*kh*kw + ky*kw + kx is tap (i, ky, kx), then the constants
             nt = c_in * kh * kw
             roots = net.graph_terms(graph, lambda j: tap(j // (kh * kw), (j // kw) % kh, j0 + j % kw) if j < nt
-                                    else net.const(solved[1][j - nt]))
+                                    else net.const(solved.constants[j - nt]))
         outs = []
         for o in range(c_out):
             if cst[o] is not None:
@@ -197,9 +196,8 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, share: bool 
         net.wire(f"lane{lane}", lw, _concat(outs))
         if g > 1 and (col.nob - 1) * p_out + lane >= ow:  # past the row's end in its last beat: zero
             if wt > 1 and "reg wlast;" not in L:  # the window holds the row's last output chunk
-                L.append("reg wlast;")
+                net.reg("wlast")
                 L.append(f"always @(posedge clk) if (adv) wlast <= x == {lit(col.nob - 1 - col.first, xw)};")
-                net.reg_bits += 1
             net.wire(f"olane{lane}", lw, f"wlast ? {lit(0, lw)} : lane{lane}" if wt > 1 else lit(0, lw))
             lane_outs.append(f"olane{lane}")
         else:

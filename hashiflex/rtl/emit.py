@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.intervals import bits_for
+from ..ir.intervals import bits_for, constant_result  # noqa: F401  (re-exported)
 
 
 def sbits(lo: int, hi: int) -> int:
@@ -65,7 +65,8 @@ class Net:
         self.adders = 0
         self.adder_bits = 0
         self.depth = 0        # most adder levels of any adder
-        self.reg_bits = 0
+        self.reg_bits = 0     # flip-flops declared with reg() (and FIFOs instantiated with count_regs())
+        self.mem_bits = 0     # memory arrays declared with mem()
         self.consts: dict[tuple[int, int], Sig] = {}
 
     def fresh(self, prefix: str = "n") -> str:
@@ -77,6 +78,28 @@ class Net:
             return
         rng = f"[{width - 1}:0] " if width > 1 else ""
         self.lines.append(f"wire {rng}{name}" + (f" = {expr};" if expr is not None else ";"))
+
+    def reg(self, names: str | list[str], width: int = 1, words: int = 0, signed: bool = False) -> str:
+        """Declare register(s) (words > 0: an array [0:words-1] of flip-flops) and count their bits:
+        the count is what was declared. Returns the (first) name."""
+        names = [names] if isinstance(names, str) else list(names)
+        rng = (f"signed [{width - 1}:0] " if signed else f"[{width - 1}:0] ") if width > 1 or signed else ""
+        if self.emit:
+            self.lines.append(f"reg {rng}{', '.join(names)}" + (f" [0:{words - 1}]" if words else "") + ";")
+        self.reg_bits += len(names) * width * max(words, 1)
+        return names[0]
+
+    def mem(self, name: str, width: int, words: int, signed: bool = False) -> str:
+        """Declare a memory array (a RAM, counted in mem_bits, not as register bits)."""
+        rng = (f"signed [{width - 1}:0] " if signed else f"[{width - 1}:0] ") if width > 1 or signed else ""
+        if self.emit:
+            self.lines.append(f"reg {rng}{name} [0:{words - 1}];")
+        self.mem_bits += width * words
+        return name
+
+    def count_regs(self, bits: int) -> None:
+        """Flip-flops inside an instantiated primitive (an hf_fifo): counted where it is instantiated."""
+        self.reg_bits += bits
 
     def const(self, value: int) -> Sig:
         """A constant (non-negative) wire, shared within the module."""
@@ -191,23 +214,6 @@ class Net:
             f".CLO({int(clo)}),.CHI({int(chi)}),.LO({slit(lo_p, wt)}),.HI({slit(hi_p, wt)}),.WO({out_w})) "
             f"u_{name} (.x({s.name}),.y({name}));")
         return name, olo, ohi
-
-
-def constant_result(leaves: list[tuple[int, int, int, bool]], const: int, shift: int, clamp_lo: int | None,
-                    clamp_hi: int | None) -> int | None:
-    """The value of clamp(floor((sum of leaves + const) / 2^shift)) when it is the same for every
-    input (the clamp range lies outside the sum's interval, or nothing varies), else None.
-    A leaf is (lo, hi, shift, negated): the same interval arithmetic as the adder tree."""
-    lo = hi = const
-    for llo, lhi, sh, neg in leaves:
-        a, b = (-(lhi << sh), -(llo << sh)) if neg else (llo << sh, lhi << sh)
-        lo, hi = lo + a, hi + b
-    tlo, thi = (lo >> shift, hi >> shift) if shift >= 0 else (lo << -shift, hi << -shift)
-    if clamp_lo is not None:
-        tlo, thi = max(tlo, clamp_lo), max(thi, clamp_lo)
-    if clamp_hi is not None:
-        tlo, thi = min(tlo, clamp_hi), min(thi, clamp_hi)
-    return tlo if tlo == thi else None
 
 
 def slit(value: int, width: int) -> str:

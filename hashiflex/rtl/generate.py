@@ -8,10 +8,15 @@ import os
 import re
 from pathlib import Path
 
+from dataclasses import dataclass, field
+
 from ..errors import UserError
+from ..ir.sharing import AdderGraphs, solve_adder_graphs
 from ..ir.spec import Add, AvgPool, Conv, Program
+from .common import Module, fifo_register_bits
 from .conv import columns
 from .layers import OUT_FIFO_DEPTH, layer_module, stream_bits
+from .manifest import FORMAT, VERSION, Block, BlockInput, Manifest, ModuleEntry, Port, PortStream, Shell, SkipFifo, Stream
 from .prims import PRIMS_V
 from .schedule import hw_ops, hw_outputs, items, skip_fifos
 
@@ -19,8 +24,6 @@ TOP = "hf_top"
 SHELL = "hf_top_shell"
 SHELL_FILE = f"{SHELL}.v"
 PRIMS_FILE = "hf_prims.v"
-FORMAT = "hashiflex-rtl"
-VERSION = 1
 
 
 def _sanitize(name: str) -> str:
@@ -79,23 +82,27 @@ def _rng(w: int) -> str:
     return f"[{w - 1}:0] " if w > 1 else ""
 
 
-def _ports(in_w: int, outs: list[dict]) -> list[dict]:
+def _ports(in_w: int, outs: list[PortStream]) -> list[Port]:
     """Every port of the top level: name, direction, width."""
     ps = [("clk", "input", 1), ("rst", "input", 1), ("in_valid", "input", 1), ("in_ready", "output", 1),
           ("in_data", "input", in_w)]
     for o in outs:
-        ps += [(f"{o['port']}_valid", "output", 1), (f"{o['port']}_ready", "input", 1),
-               (f"{o['port']}_data", "output", o["width"])]
-    return [{"name": n, "direction": d, "width": w} for n, d, w in ps]
+        ps += [(f"{o.port}_valid", "output", 1), (f"{o.port}_ready", "input", 1), (f"{o.port}_data", "output", o.width)]
+    return [Port(name=n, direction=d, width=w) for n, d, w in ps]
 
 
-def stream_info(prog: Program, t: str, lanes: int) -> dict:
+def stream_fields(prog: Program, t: str, lanes: int) -> dict:
     """How tensor t travels on a stream: lanes (pixels per beat), bits and signedness per channel,
-    beats per image."""
+    beats per image (the fields of manifest.Stream)."""
     tt = prog.tensors[t]
     bits, signed = (8, False) if t == prog.input else (stream_bits(tt), bool(tt.lo < 0))
     return {"tensor": t, "lanes": lanes, "bits": bits, "signed": signed, "beats": items(tt.shape, lanes),
             "shape": list(tt.shape)}
+
+
+def port_stream(prog: Program, port: str, t: str, lanes: int) -> PortStream:
+    f = stream_fields(prog, t, lanes)
+    return PortStream(port=port, channels=int(f["shape"][0]), width=lanes * f["shape"][0] * f["bits"], **f)
 
 
 def shell_block(u: str, m, ins: list[tuple[str, str, str]], s: str) -> tuple[list[str], list[str]]:
@@ -112,36 +119,37 @@ def shell_block(u: str, m, ins: list[tuple[str, str, str]], s: str) -> tuple[lis
     return ports, lines
 
 
-def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, share: bool = True,
-                 npu=None) -> dict:
-    """Write the streaming RTL of `prog` (interval analysis must have run) into out_dir: one .v
-    per layer module, hf_prims.v, hf_top.v and manifest.json (each written to a temporary name,
-    then renamed). `parallelism` is the first layer's P (output pixels per cycle) as an int, or
-    {layer name: P}; later layers' P follow from the strides (see plan_lanes). `share`: pointwise
-    and full convs and the Po2 linear emit a shared adder graph (hashiflex.ir.adder_graph, one
-    solve per layer) instead of one tree per output channel. `npu` (an rtl.npu.NPUConfig): with an
-    int8 classifier, also the NPU and the chip top hf_chip (manifest entry "npu", docs/npu.md); the
-    files above are the same with or without it. Returns the manifest."""
-    if any(op.acc_lo is None for op in prog.ops):
-        raise UserError("the program has no interval analysis: run hashiflex.ir.intervals.analyze first")
-    empty = [t.name for t in prog.tensors.values() if 0 in t.shape]
-    if empty:
-        raise UserError(f"tensors with an empty dimension cannot stream: {', '.join(empty)}")
-    lanes, par = plan_lanes(prog, parallelism)
-    ops = hw_ops(prog)
-    outputs = hw_outputs(prog)
-    fifo_depths = skip_fifos(prog, lanes)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+@dataclass
+class TopWiring:
+    """hf_top's streams: declarations, forks, skip FIFOs and the (valid, ready, data) nets that
+    reach every layer input (`edge`), before any layer is instantiated."""
+    ports: list[str]
+    lines: list[str]
+    edge: dict[tuple[str, str], tuple[str, str, str]]
+    sid: dict[str, str]
+    fifos: list[SkipFifo] = field(default_factory=list)
+    reg_bits: int = 0
 
+
+def emit_modules(prog: Program, ops: list, lanes: dict[str, int], graphs: AdderGraphs | None, out: Path
+                 ) -> list[Module]:
+    """One module file per hardware op, then the primitives."""
     modules = []
     for i, op in enumerate(ops):
-        m = layer_module(f"hf_l{i:02d}_{_sanitize(op.name)}", op, prog, lanes[prog.op_inputs(op)[0]], share)
+        solved = graphs.get(op.name) if graphs is not None else None
+        m = layer_module(f"hf_l{i:02d}_{_sanitize(op.name)}", op, prog, lanes[prog.op_inputs(op)[0]], solved)
         _write(out / f"{m.name}.v", m.text)
         modules.append(m)
     _write(out / PRIMS_FILE, PRIMS_V)
+    return modules
 
-    # streams: every tensor has one producer stream; consumers are module ports and top outputs
+
+def wire_streams(prog: Program, ops: list, lanes: dict[str, int], inp: PortStream, outs: list[PortStream]
+                 ) -> TopWiring:
+    """Every tensor has one producer stream; its consumers are module ports and top outputs. A
+    stream with several consumers goes through an hf_fork; a residual operand that must wait for
+    the other goes through a skip FIFO of the schedule's depth."""
+    fifo_depths = skip_fifos(prog, lanes)
     sid = {prog.input: "s_in"}
     for i, op in enumerate(ops):
         sid[op.output] = f"s{i:02d}"
@@ -150,25 +158,17 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, 
         ports = (("a", op.a), ("b", op.b)) if isinstance(op, Add) else (("in", op.input),)
         for port, t in ports:
             consumers[t].append((f"u{i:02d}", port))
-    for port, t in outputs:
-        consumers[t].append(("top", port))
-
-    x = prog.tensors[prog.input]
-    in_w = lanes[prog.input] * x.shape[0] * 8
-    lines, reg_bits_extra, fifos = [], 0, []
+    for o in outs:
+        consumers[o.tensor].append(("top", o.port))
     ports = ["    input wire clk", "    input wire rst", "    input wire in_valid", "    output wire in_ready",
-             f"    input wire {_rng(in_w)}in_data"]
-    out_ports = []
-    for port, t in outputs:
-        w = lanes[t] * prog.tensors[t].shape[0] * stream_bits(prog.tensors[t])
-        ports += [f"    output wire {port}_valid", f"    input wire {port}_ready", f"    output wire {_rng(w)}{port}_data"]
-        tt = prog.tensors[t]
-        out_ports.append({"port": port, "tensor": t, "channels": int(tt.shape[0]), "bits": stream_bits(tt),
-                          "signed": bool(tt.lo < 0), "width": w, "shape": list(tt.shape),
-                          "beats": items(tt.shape, lanes[t]), "lanes": lanes[t]})
-    edge: dict[tuple[str, str], tuple[str, str, str]] = {}
+             f"    input wire {_rng(inp.width)}in_data"]
+    for o in outs:
+        ports += [f"    output wire {o.port}_valid", f"    input wire {o.port}_ready",
+                  f"    output wire {_rng(o.width)}{o.port}_data"]
+    top = TopWiring(ports, [], {}, sid)
+    lines = top.lines
     for t, s in sid.items():
-        w = lanes[t] * prog.tensors[t].shape[0] * stream_bits(prog.tensors[t]) if t != prog.input else in_w
+        w = lanes[t] * prog.tensors[t].shape[0] * stream_bits(prog.tensors[t]) if t != prog.input else inp.width
         cons = consumers[t]
         if t == prog.input:
             src = ("in_valid", "in_ready", "in_data")
@@ -186,7 +186,7 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, 
             lines.append(f"hf_fork #(.N({n}),.W({w})) u_fork_{s} (.clk(clk),.rst(rst),.in_valid({src[0]}),"
                          f".in_ready({src[1]}),.in_data({src[2]}),.out_valid({s}_fv),.out_ready({s}_fr),"
                          f".out_data({s}_fd));")
-            reg_bits_extra += n
+            top.reg_bits += n      # one "taken" flag per branch
             ends = [(f"{s}_fv[{k}]" if n > 1 else f"{s}_fv", f"{s}_fr[{k}]" if n > 1 else f"{s}_fr", f"{s}_fd")
                     for k in range(n)]
         for (who, port), (v, r, d) in zip(cons, ends):
@@ -198,76 +198,108 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, 
                 lines.append(f"hf_fifo #(.W({w}),.DEPTH({depth})) u_skip_{who}_{port} (.clk(clk),.rst(rst),"
                              f".in_valid({v}),.in_ready({r}),.in_data({d}),.out_valid({q}_valid),"
                              f".out_ready({q}_ready),.out_data({q}_data));")
-                fb = depth * w + 2 * max(1, (depth - 1).bit_length()) + depth.bit_length()
-                reg_bits_extra += fb
-                fifos.append({"add": op.name, "operand": port, "tensor": t, "depth": depth, "width": w,
-                              "register_bits": fb})
+                fb = fifo_register_bits(depth, w)
+                top.reg_bits += fb
+                top.fifos.append(SkipFifo(add=op.name, operand=port, tensor=t, depth=depth, width=w, register_bits=fb))
                 v, r, d = f"{q}_valid", f"{q}_ready", f"{q}_data"
             if who == "top":
                 lines += [f"assign {port}_valid = {v};", f"assign {r} = {port}_ready;", f"assign {port}_data = {d};"]
             else:
-                edge[(who, port)] = (v, r, d)
-    wiring = list(lines)
-    shell_ports, shell_lines, blocks = list(ports), [], []
+                top.edge[(who, port)] = (v, r, d)
+    return top
+
+
+def write_top_and_shell(prog: Program, ops: list, modules: list[Module], lanes: dict[str, int], top: TopWiring,
+                        out: Path) -> list[Block]:
+    """hf_top.v (the wiring plus one instance per layer) and hf_top_shell.v (the wiring with every
+    instance cut out, its streams brought out as ports); returns the shell's blocks."""
+    lines, shell_ports, shell_lines, blocks = list(top.lines), list(top.ports), [], []
     for i, (op, m) in enumerate(zip(ops, modules)):
         u = f"u{i:02d}"
         conn = ["    .clk(clk)", "    .rst(rst)"]
         for port in m.ports_in:
-            v, r, d = edge[(u, port)]
+            v, r, d = top.edge[(u, port)]
             conn += [f"    .{port}_valid({v})", f"    .{port}_ready({r})", f"    .{port}_data({d})"]
-        s = sid[op.output]
+        s = top.sid[op.output]
         conn += [f"    .out_valid({s}_valid)", f"    .out_ready({s}_ready)", f"    .out_data({s}_data)"]
         lines.append(f"{m.name} {u} (\n" + ",\n".join(conn) + "\n);")
-        sp, sl = shell_block(u, m, [edge[(u, port)] for port in m.ports_in], sid[op.output])
+        sp, sl = shell_block(u, m, [top.edge[(u, port)] for port in m.ports_in], s)
         shell_ports += sp
         shell_lines += sl
-        blocks.append({"instance": u, "module": m.name, "file": f"{m.name}.v", "op": op.name,
-                       "inputs": [{"port": p, "width": w, **stream_info(prog, t, lanes[t])}
-                                  for p, w, t in zip(m.ports_in, m.in_bits, prog.op_inputs(op))],
-                       "out_width": m.out_bits, "output": stream_info(prog, op.output, lanes[op.output])})
-    top = (f"// generated by hashiflex.rtl; do not edit\nmodule {TOP} (\n" + ",\n".join(ports) + "\n);\n" +
-           "\n".join(lines) + "\nendmodule\n")
-    _write(out / f"{TOP}.v", top)
+        blocks.append(Block(instance=u, module=m.name, file=f"{m.name}.v", op=op.name,
+                            inputs=[BlockInput(port=p, width=w, **stream_fields(prog, t, lanes[t]))
+                                    for p, w, t in zip(m.ports_in, m.in_bits, prog.op_inputs(op))],
+                            out_width=m.out_bits, output=Stream(**stream_fields(prog, op.output, lanes[op.output]))))
+    text = (f"// generated by hashiflex.rtl; do not edit\nmodule {TOP} (\n" + ",\n".join(top.ports) + "\n);\n" +
+            "\n".join(lines) + "\nendmodule\n")
+    _write(out / f"{TOP}.v", text)
     shell = (f"// generated by hashiflex.rtl; do not edit\n// {TOP} with every layer instance cut out: its ports are "
              f"this module's u<NN>_* ports (block-by-block simulation, docs/verification.md)\nmodule {SHELL} (\n" +
-             ",\n".join(shell_ports) + "\n);\n" + "\n".join(wiring + shell_lines) + "\nendmodule\n")
+             ",\n".join(shell_ports) + "\n);\n" + "\n".join(top.lines + shell_lines) + "\nendmodule\n")
     _write(out / SHELL_FILE, shell)
+    return blocks
 
-    cycles = {"input": items(x.shape, lanes[prog.input])}
+
+def module_entry(m: Module, p: int) -> ModuleEntry:
+    fields = {"shared": False, "adders_naive": m.adders, "adder_bits_naive": m.adder_bits}
+    fields.update(m.info)
+    return ModuleEntry(name=m.name, op=m.op, kind=m.kind, file=f"{m.name}.v", P=p, in_width=m.in_bits,
+                       out_width=m.out_bits, adders=m.adders, adder_bits=m.adder_bits, register_bits=m.register_bits,
+                       cycles_per_image=m.cycles_per_image, **fields)
+
+
+def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, share: bool = True,
+                 npu=None, graphs: AdderGraphs | None = None) -> Manifest:
+    """Write the streaming RTL of `prog` (interval analysis must have run) into out_dir: one .v
+    per layer module, hf_prims.v, hf_top.v, hf_top_shell.v and manifest.json (each written to a
+    temporary name, then renamed). `parallelism` is the first layer's P (output pixels per cycle)
+    as an int, or {layer name: P}; later layers' P follow from the strides (see plan_lanes).
+    `graphs`: the adder-sharing pass's result (hashiflex.ir.sharing), instantiated as solved;
+    without it, `share` runs the pass here, and share=False gives one tree per output channel.
+    `npu` (an rtl.npu.NPUConfig): with an int8 classifier, also the NPU and the chip top hf_chip
+    (manifest entry "npu", docs/npu.md); the files above are the same with or without it.
+    Returns the manifest (rtl.manifest.Manifest)."""
+    if any(op.acc_lo is None for op in prog.ops):
+        raise UserError("the program has no interval analysis: run hashiflex.ir.intervals.analyze first")
+    empty = [t.name for t in prog.tensors.values() if 0 in t.shape]
+    if empty:
+        raise UserError(f"tensors with an empty dimension cannot stream: {', '.join(empty)}")
+    lanes, par = plan_lanes(prog, parallelism)
+    if graphs is None and share:
+        graphs = solve_adder_graphs(prog)
+    ops = hw_ops(prog)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    modules = emit_modules(prog, ops, lanes, graphs, out)
+    inp = port_stream(prog, "in", prog.input, lanes[prog.input])
+    outs = [port_stream(prog, port, t, lanes[t]) for port, t in hw_outputs(prog)]
+    top = wire_streams(prog, ops, lanes, inp, outs)
+    blocks = write_top_and_shell(prog, ops, modules, lanes, top, out)
+
+    cycles = {"input": inp.beats}
     cycles.update({m.op: m.cycles_per_image for m in modules})
     bottleneck = max(cycles, key=lambda k: cycles[k])
-    files = [PRIMS_FILE] + [f"{m.name}.v" for m in modules] + [f"{TOP}.v"]
-    manifest = {
-        "format": FORMAT, "version": VERSION, "top": TOP, "files": files,
-        "input": {"port": "in", "tensor": prog.input, "shape": list(x.shape), "channels": int(x.shape[0]),
-                  "bits": 8, "signed": False, "width": in_w, "lanes": lanes[prog.input],
-                  "beats": items(x.shape, lanes[prog.input])},
-        "outputs": out_ports,
-        "ports": _ports(in_w, out_ports),
-        "handshake": "valid/ready, one beat per pixel (all channels), raster order; synchronous active-high rst",
-        "modules": [{"name": m.name, "op": m.op, "kind": m.kind, "file": f"{m.name}.v", "P": par[m.op],
-                     "in_width": m.in_bits, "out_width": m.out_bits, "adders": m.adders, "adder_bits": m.adder_bits,
-                     "register_bits": m.register_bits, "cycles_per_image": m.cycles_per_image, "shared": False,
-                     "adders_naive": m.adders, "adder_bits_naive": m.adder_bits, **m.info}
-                    for m in modules],
-        "skip_fifos": fifos,
-        "parallelism": par,
-        "adders": sum(m.adders for m in modules),
-        "adder_bits": sum(m.adder_bits for m in modules),
-        "shared": bool(share),
-        "adders_naive": sum(m.info.get("adders_naive", m.adders) for m in modules),
-        "adder_bits_naive": sum(m.info.get("adder_bits_naive", m.adder_bits) for m in modules),
-        "register_bits": sum(m.register_bits for m in modules) + reg_bits_extra,
-        "expected_cycles_per_image": cycles[bottleneck],
-        "bottleneck": bottleneck,
-        "out_fifo_depth": OUT_FIFO_DEPTH,
-        "shell": {"top": SHELL, "file": SHELL_FILE, "blocks": blocks},
-    }
+    man = Manifest(
+        format=FORMAT, version=VERSION, top=TOP, files=[PRIMS_FILE] + [f"{m.name}.v" for m in modules] + [f"{TOP}.v"],
+        input=inp, outputs=outs, ports=_ports(inp.width, outs),
+        handshake="valid/ready, one beat per pixel (all channels), raster order; synchronous active-high rst",
+        modules=[module_entry(m, par[m.op]) for m in modules], skip_fifos=top.fifos, parallelism=par,
+        adders=sum(m.adders for m in modules), adder_bits=sum(m.adder_bits for m in modules),
+        shared=graphs is not None,
+        adders_naive=sum(m.info.get("adders_naive", m.adders) for m in modules),
+        adder_bits_naive=sum(m.info.get("adder_bits_naive", m.adder_bits) for m in modules),
+        register_bits=sum(m.register_bits for m in modules) + top.reg_bits,
+        expected_cycles_per_image=cycles[bottleneck], bottleneck=bottleneck, out_fifo_depth=OUT_FIFO_DEPTH,
+        shell=Shell(top=SHELL, file=SHELL_FILE, blocks=blocks))
     if npu is not None:
-        from .npu import emit_npu
-        manifest["npu"] = emit_npu(prog, out, manifest, npu, _write)
-    names = set(manifest["files"]) | {SHELL_FILE} | set(manifest.get("npu", {}).get("files", []))
-    names |= set(manifest.get("npu", {}).get("shell", {}).get("files", []))
-    manifest["sha256"] = {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in sorted(names)}
-    _write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return manifest
+        from .chip import emit_npu
+        man = man.model_copy(update={"npu": emit_npu(prog, out, man, npu, _write)})
+    names = set(man.files) | {SHELL_FILE}
+    if man.npu is not None:
+        names |= set(man.npu.files) | set(man.npu.shell.files or [])
+    man = man.model_copy(update={"sha256": {n: hashlib.sha256((out / n).read_bytes()).hexdigest()
+                                            for n in sorted(names)}})
+    text = man.to_json()
+    man = Manifest.parse(json.loads(text), str(out / "manifest.json"), "this is a bug in hashiflex")
+    _write(out / "manifest.json", text)
+    return man

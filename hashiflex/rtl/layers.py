@@ -8,15 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from ..ir.adder_graph import layer_graph
 from ..ir.intervals import bits_for
-from ..ir.spec import Add, AvgPool, Conv, Linear, Program
-from .common import (OUT_FIFO_DEPTH, Module, _concat, _header, _out_fifo, _rng, _round, _unused, stream_bits,
+from ..ir.sharing import LayerGraph
+from ..ir.spec import Add, AvgPool, Conv, Linear, Program, csd_digits, round_const
+from .common import (OUT_FIFO_DEPTH, Module, _concat, _header, _out_fifo, _unused, stream_bits,
                      stream_range)
 from .conv import adder_info, conv_module
 from .emit import Net, Sig, Term, constant_result, lit
 
-__all__ = ["OUT_FIFO_DEPTH", "layer_module", "stream_bits", "conv_module"]
+__all__ = ["OUT_FIFO_DEPTH", "conv_module", "graph_counts", "layer_module", "stream_bits"]
 
 
 def add_module(name: str, op: Add, prog: Program, lanes: int = 1) -> Module:
@@ -39,13 +39,13 @@ def add_module(name: str, op: Add, prog: Program, lanes: int = 1) -> Module:
         net.wire(sa.name, ba, f"a_data[{ch * ba + ba - 1}:{ch * ba}]" if c * ba > 1 else "a_data")
         net.wire(sb.name, bb, f"b_data[{ch * bb + bb - 1}:{ch * bb}]" if c * bb > 1 else "b_data")
         k = constant_result([(sa.lo, sa.hi, op.align_a, False), (sb.lo, sb.hi, op.align_b, False)],
-                            _round(op.shift), op.shift, op.clamp_lo, op.clamp_hi)
+                            round_const(op.shift), op.shift, op.clamp_lo, op.clamp_hi)
         if k is not None:
             outs.append(lit(k, bo))
             unused += [sa.name, sb.name]
             continue
         terms = [Term(sa, op.align_a), Term(sb, op.align_b)]
-        rt = net.const_term(_round(op.shift))
+        rt = net.const_term(round_const(op.shift))
         root = net.tree(terms + ([rt] if rt else []))
         q, _, _ = net.requant(root, op.shift, op.clamp_lo, op.clamp_hi, bo)
         outs.append(q)
@@ -55,19 +55,6 @@ def add_module(name: str, op: Add, prog: Program, lanes: int = 1) -> Module:
     text = _header(name, [("a", c * ba), ("b", c * bb)], c * bo, L)
     return Module(name, "add", op.name, text, ["a", "b"], [c * ba, c * bb], c * bo, h * -(-w // lanes), net.adders,
                   net.adder_bits, net.reg_bits, {"lanes": lanes})
-
-
-def _csd(m: int) -> list[tuple[int, bool]]:
-    """Canonical signed digits of m > 0: [(shift, negative)], fewest nonzero digits."""
-    out, k = [], 0
-    while m:
-        if m & 1:
-            d = 2 - (m & 3)
-            out.append((k, d < 0))
-            m -= d
-        m >>= 1
-        k += 1
-    return out
 
 
 def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module:
@@ -81,9 +68,8 @@ def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module
     L.append("wire o_free;")
     pw_ = max(1, (n - 1).bit_length())
     if n > 1:
-        L.append(f"reg {_rng(pw_)}p;")
+        net.reg("p", pw_)
         L.append(f"wire last = p == {lit(n - 1, pw_)};")
-        net.reg_bits += pw_
     else:
         L.append("wire last = 1'b1;")
     L.append("assign in_ready = ~last | o_free;")
@@ -98,19 +84,18 @@ def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module
             xs.append(Sig(f"x_{lane}_{ch}", xlo, xhi))
             net.wire(xs[-1].name, bi, f"in_data[{k * bi + bi - 1}:{k * bi}]" if lanes * c * bi > 1 else "in_data")
         acc = Sig(f"acc_{ch}", alo, ahi)
-        L.append(f"reg {_rng(aw)}{acc.name};")
-        net.reg_bits += aw
+        net.reg(acc.name, aw)
         s = net.tree([Term(acc)] + [Term(sx) for sx in xs]).sig
         acc_upd.append(f"{acc.name} <= (rst | last) ? {lit(0, aw)} : {s.name}"
                        f"{f'[{aw - 1}:0]' if s.width > aw else ''};")
-        k = constant_result([(s.lo, s.hi, k, neg) for k, neg in _csd(op.mult)], _round(op.shift), op.shift,
+        k = constant_result([(s.lo, s.hi, k, neg) for k, neg in csd_digits(op.mult)], round_const(op.shift), op.shift,
                             op.clamp_lo, op.clamp_hi)
         if k is not None:
             outs.append(lit(k, bo))
             unused.append(s.name)
             continue
-        terms = [Term(s, k, neg) for k, neg in _csd(op.mult)]
-        rt = net.const_term(_round(op.shift))
+        terms = [Term(s, k, neg) for k, neg in csd_digits(op.mult)]
+        rt = net.const_term(round_const(op.shift))
         root = net.tree(terms + ([rt] if rt else []))
         q, _, _ = net.requant(root, op.shift, op.clamp_lo, op.clamp_hi, bo)
         outs.append(q)
@@ -130,7 +115,7 @@ def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module
                   net.reg_bits, {"mult": int(op.mult), "shift": int(op.shift), "lanes": lanes})
 
 
-def linear_module(name: str, op: Linear, prog: Program, share: bool = True) -> Module:
+def linear_module(name: str, op: Linear, prog: Program, solved: LayerGraph | None = None) -> Module:
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     codes = prog.arrays[op.weight].astype(np.int64)
     bias = prog.arrays[op.bias]
@@ -147,11 +132,10 @@ def linear_module(name: str, op: Linear, prog: Program, share: bool = True) -> M
         net.wire(s.name, bi, f"in_data[{ch * bi + bi - 1}:{ch * bi}]" if c_in * bi > 1 else "in_data")
         xs.append(s)
     outs = []
-    solved = layer_graph(prog, op, bias) if share else None   # one solve per layer; inputs x, then constants
-    graph = solved[0] if solved else None
+    graph = solved.graph if solved else None   # inputs x, then the bias constants
     naive = net if graph is None else Net(emit=False)  # the naive trees, counted for the manifest
     if graph is not None:
-        roots = net.graph_terms(graph, lambda j: xs[j] if j < c_in else net.const(solved[1][j - c_in]))
+        roots = net.graph_terms(graph, lambda j: xs[j] if j < c_in else net.const(solved.constants[j - c_in]))
     for o in range(c_out):
         terms = [Term(xs[i], abs(int(codes[o, i])) - 1, bool(codes[o, i] < 0)) for i in np.flatnonzero(codes[o])]
         bt = naive.const_term(int(bias[o]))
@@ -169,16 +153,26 @@ def linear_module(name: str, op: Linear, prog: Program, share: bool = True) -> M
                   net.reg_bits, adder_info(net, naive, graph is not None))
 
 
-def layer_module(name: str, op, prog: Program, lanes: int = 1, share: bool = True) -> Module:
-    """The module of one op whose input streams carry `lanes` pixels per beat; `share`: pointwise
-    and full convs and the Po2 linear emit a shared adder graph instead of per-output trees."""
+def graph_counts(prog: Program, op, solved: LayerGraph) -> tuple[int, int, int]:
+    """(adders, adder bits, adder depth) of one copy of a layer's shared adder graph, counted by
+    the emitter itself in counting mode (what conv_module / linear_module instantiate per lane)."""
+    net = Net(emit=False)
+    xlo, xhi = stream_range(prog.tensors[op.input])
+    tap = Sig("x", xlo, xhi)
+    net.graph_terms(solved.graph, lambda j: tap if j < solved.n_taps else net.const(solved.constants[j - solved.n_taps]))
+    return net.adders, net.adder_bits, net.depth
+
+
+def layer_module(name: str, op, prog: Program, lanes: int = 1, solved: LayerGraph | None = None) -> Module:
+    """The module of one op whose input streams carry `lanes` pixels per beat; `solved`: its shared
+    adder graph (pointwise and full convs and the Po2 linear; hashiflex.ir.sharing), else trees."""
     if isinstance(op, Conv):
-        return conv_module(name, op, prog, lanes, share)
+        return conv_module(name, op, prog, lanes, solved)
     if isinstance(op, Add):
         return add_module(name, op, prog, lanes)
     if isinstance(op, AvgPool):
         return pool_module(name, op, prog, lanes)
     if isinstance(op, Linear) and op.mode == "po2":
-        return linear_module(name, op, prog, share)
+        return linear_module(name, op, prog, solved)
     raise TypeError(f"no RTL for op {op!r}")
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ..ir.intervals import _weight_ints, analyze
+from ..ir.intervals import weight_ints, analyze
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program
 from ..progress import bar
 
@@ -32,7 +32,7 @@ def check_exactness(prog: Program) -> dict[str, int]:
             raise ValueError("run interval analysis (hashiflex.ir.intervals.analyze) first")
         if isinstance(op, (Conv, Linear)):
             x = prog.tensors[op.input]
-            w = _weight_ints(prog, op)
+            w = weight_ints(prog, op)
             l1 = max(int(sum(abs(int(v)) for v in row)) if w.dtype == object else int(np.abs(row).sum())
                      for row in w.reshape(w.shape[0], -1))
             b = max((abs(int(v)) for v in prog.arrays[op.bias]), default=0)
@@ -75,7 +75,7 @@ class GoldenSimulator:
             if isinstance(op, (Conv, Linear)):
                 wide = isinstance(op, Conv) and op.groups == 1 and self._kernel(op) != (1, 1)
                 dt = torch.float32 if self.bounds[op.name] < FLOAT32_EXACT_LIMIT and not wide else torch.float64
-                w = torch.from_numpy(_weight_ints(prog, op).astype(np.float64)).to(dt)
+                w = torch.from_numpy(weight_ints(prog, op).astype(np.float64)).to(dt)
                 b = torch.from_numpy(prog.arrays[op.bias].astype(np.float64)).to(dt)
                 m = (torch.from_numpy(prog.arrays[op.scale_mult].astype(np.float64))
                      if isinstance(op, Linear) and op.mode == "int8" else None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.intervals import _weight_ints
+from ..ir.intervals import weight_ints
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program, rshift_round
 
 
@@ -35,7 +35,7 @@ def run_reference(prog: Program, images: np.ndarray) -> dict[str, np.ndarray]:
     vals = {prog.input: images.astype(np.int64)}
     for op in prog.ops:
         if isinstance(op, Conv):
-            acc = _conv(vals[op.input], _weight_ints(prog, op), prog.arrays[op.bias], op)
+            acc = _conv(vals[op.input], weight_ints(prog, op), prog.arrays[op.bias], op)
             vals[op.output] = _requant(acc, op.shift, op.clamp_lo, op.clamp_hi)
         elif isinstance(op, Add):
             acc = (vals[op.a] << op.align_a) + (vals[op.b] << op.align_b)
@@ -44,7 +44,7 @@ def run_reference(prog: Program, images: np.ndarray) -> dict[str, np.ndarray]:
             acc = vals[op.input].sum(axis=(2, 3))
             vals[op.output] = _requant(acc * op.mult, op.shift, op.clamp_lo, op.clamp_hi)
         elif isinstance(op, Linear):
-            w = _weight_ints(prog, op)
+            w = weight_ints(prog, op)
             acc = vals[op.input] @ w.T + prog.arrays[op.bias]
             vals[op.output] = acc * prog.arrays[op.scale_mult] if op.mode == "int8" else acc
         else:

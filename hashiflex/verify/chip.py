@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..finetune.image import apply_image, check_fits
+from ..rtl.chip import geometry_of
+from ..rtl.manifest import NPUEntry
+from ..rtl.npu import load_writes
 from .harness import (build, build_fields, check_images, cycles_per_image, distinct_rows, find_rtl, flat_mode,
                       sim_fields, simulate_sharded)
 from .verilator import find_verilator
@@ -23,11 +27,9 @@ def _words(kind: str, vals: list[int]) -> np.ndarray:
     return np.array([v & 0xFFFFFFFF for v in vals], dtype=np.uint32)
 
 
-def load_file(npu: dict, phases: list[tuple[object, int]]) -> bytes:
+def load_file(npu: NPUEntry, phases: list[tuple[object, int]]) -> bytes:
     """The testbench's load file: for each (NPUImage, image count) phase, the load-port writes
     (hashiflex.rtl.npu.load_writes) that program the image before that phase's images."""
-    from ..rtl.npu import geometry_of, load_writes
-
     g = geometry_of(npu)
     out = [np.array([len(phases)], np.uint32)]
     for img, count in phases:
@@ -57,14 +59,13 @@ def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out
     shards, one simulator process each, and each shard loads the images of its phases first).
     Every image is checked against the build's NPU (inputs, capacity) before anything runs.
     keep_logits: each phase's RTL logits [n, N] (int64) in its result as "logits"."""
-    from ..finetune.image import apply_image, check_fits
     from ..sim.golden import GoldenSimulator
 
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1 (got {jobs})")
     find_verilator()
     rtl_dir, manifest = find_rtl(build_dir)
-    npu = manifest.get("npu")
+    npu = manifest.npu
     if npu is None:
         raise UserError(f"{build_dir} has no NPU: compile it with RTL from a checkpoint with an int8 classifier")
     if not phases:
@@ -105,6 +106,6 @@ def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out
             "first_mismatch": first, "ports": {"logits": {"tensor": prog.output, "mismatched_values": bad_values,
                                                           "distinct_outputs": distinct_rows(got_all)}},
             "phases": per, "cycles_per_image": cycles_per_image(sim), "latency_cycles": sim["latency"],
-            "target": "chip", "expected_cycles_per_image": npu["chip_cycles_per_image"], "npu": {k: npu[k] for k in (
+            "target": "chip", "expected_cycles_per_image": npu.chip_cycles_per_image, "npu": {k: getattr(npu, k) for k in (
                 "lanes", "batch", "capacity", "in_features", "cycles_per_image", "keeps_pace")},
             "total_cycles": sim["total_cycles"], **build_fields(b), **sim_fields(sim, len(images))}

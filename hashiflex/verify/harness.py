@@ -12,8 +12,6 @@ Two builds of the same Verilog (docs/verification.md):
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import subprocess
 import tempfile
 import time
@@ -24,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..rtl.manifest import Manifest, NPUEntry, PortStream, find_manifest
 from .beats import pack, tensor_beats, unpack
 from .testbench import Bench, BlockPorts, Stream, testbench_cpp
 from .verilator import VERILATOR_MISSING, Block, BuiltBlock, build_block, find_verilator, link
 
-__all__ = ["VERILATOR_MISSING", "BuildResult", "build", "check_images", "find_rtl", "simulate", "verilator",
-           "verify_build"]
+__all__ = ["VERILATOR_MISSING", "BuildResult", "build", "check_images", "find_rtl", "simulate", "verilator"]
 
 
 # Below this many adders a design is verilated flat by default: one model builds faster than the
@@ -37,9 +35,9 @@ __all__ = ["VERILATOR_MISSING", "BuildResult", "build", "check_images", "find_rt
 FLAT_MAX_ADDERS = 20_000
 
 
-def flat_mode(manifest: dict, flat: bool | None) -> bool:
+def flat_mode(manifest: Manifest, flat: bool | None) -> bool:
     """flat=None (auto): flat for small designs, block by block otherwise."""
-    return int(manifest.get("adders", 0)) < FLAT_MAX_ADDERS if flat is None else bool(flat)
+    return manifest.adders < FLAT_MAX_ADDERS if flat is None else bool(flat)
 
 
 def verilator() -> str:
@@ -47,18 +45,19 @@ def verilator() -> str:
     return find_verilator().exe
 
 
-def find_rtl(build_dir) -> tuple[Path, dict]:
-    """The folder holding manifest.json: build_dir/rtl or build_dir itself."""
+def find_rtl(build_dir) -> tuple[Path, Manifest]:
+    """The folder holding manifest.json (build_dir/rtl or build_dir itself) and its manifest,
+    checked on read (rtl.manifest)."""
     base = Path(build_dir)
-    for d in (base / "rtl", base):
-        if (d / "manifest.json").is_file():
-            return d, json.loads((d / "manifest.json").read_text())
+    found = find_manifest(base)
+    if found is not None:
+        return found
     raise UserError(f"no RTL in {base}: run 'hashiflex compile --out {base}' first (manifest.json missing)")
 
 
-def _checksums(rtl_dir: Path, manifest: dict) -> dict:
-    sums = manifest.get("sha256")
-    if not isinstance(sums, dict):
+def _checksums(rtl_dir: Path, manifest: Manifest) -> dict[str, str]:
+    sums = manifest.sha256
+    if not sums:
         raise UserError(f"{rtl_dir / 'manifest.json'} has no file checksums (written by an older hashiflex); "
                         f"re-run 'hashiflex compile' to regenerate {rtl_dir}")
     return sums
@@ -76,20 +75,21 @@ def read_checked(rtl_dir: Path, name: str, sums: dict) -> bytes:
     return data
 
 
-def check_files(rtl_dir: Path, names: list[str], manifest: dict) -> None:
+def check_files(rtl_dir: Path, names: list[str], manifest: Manifest) -> None:
     """Every file in `names` exists and is the one compile wrote (its sha256 in the manifest)."""
     sums = _checksums(rtl_dir, manifest)
     for n in names:
         read_checked(rtl_dir, n, sums)
 
 
-def _stream(o: dict) -> Stream:
-    return Stream(o["port"], int(o["width"]), int(o["beats"]))
+def _stream(o: PortStream) -> Stream:
+    return Stream(o.port, o.width, o.beats)
 
 
-def bench_of(view: dict, blocks: list[BlockPorts] = ()) -> Bench:
-    load = tuple((p["name"], p["width"]) for p in view["ports"]) if "load_port" in view else ()
-    return Bench((_stream(view["input"]),), tuple(_stream(o) for o in view["outputs"]), tuple(blocks), load)
+def bench_of(view: Manifest | NPUEntry, blocks: list[BlockPorts] = ()) -> Bench:
+    """The testbench of the pipeline (a Manifest) or of the chip (its NPU entry, with load ports)."""
+    load = tuple((p.name, p.width) for p in view.ports) if isinstance(view, NPUEntry) else ()
+    return Bench((_stream(view.input),), tuple(_stream(o) for o in view.outputs), tuple(blocks), load)
 
 
 def sources_of(rtl_dir: Path, names: list[str], sums: dict) -> tuple[tuple[str, str], ...]:
@@ -97,14 +97,14 @@ def sources_of(rtl_dir: Path, names: list[str], sums: dict) -> tuple[tuple[str, 
     return tuple((n, read_checked(rtl_dir, n, sums).decode()) for n in names)
 
 
-def layer_blocks(rtl_dir: Path, manifest: dict) -> list[tuple[Block, BlockPorts]]:
+def layer_blocks(rtl_dir: Path, manifest: Manifest) -> list[tuple[Block, BlockPorts]]:
     """Every layer module of the build as its own Verilated model (from its file and the primitives)."""
-    sums, prims = _checksums(rtl_dir, manifest), manifest["files"][0]
+    sums, prims = _checksums(rtl_dir, manifest), manifest.files[0]
     out = []
-    for b in manifest["shell"]["blocks"]:
-        prefix = "V" + b["instance"].replace("u", "b", 1)
-        blk = Block(prefix, b["module"], sources_of(rtl_dir, [prims, b["file"]], sums))
-        out.append((blk, BlockPorts(prefix, b["instance"], tuple(i["port"] for i in b["inputs"]))))
+    for b in manifest.shell.blocks:
+        prefix = "V" + b.instance.replace("u", "b", 1)
+        blk = Block(prefix, b.module, sources_of(rtl_dir, [prims, b.file], sums))
+        out.append((blk, BlockPorts(prefix, b.instance, tuple(i.port for i in b.inputs))))
     return out
 
 
@@ -131,7 +131,7 @@ def build_blocks(blocks: list[Block], jobs: int, make_jobs: int = 1) -> list[Bui
     return built  # type: ignore[return-value]
 
 
-def build(rtl_dir: Path, manifest: dict, work: Path, jobs: int = 2, flat: bool = False,
+def build(rtl_dir: Path, manifest: Manifest, work: Path, jobs: int = 2, flat: bool = False,
           chip: bool = False) -> BuildResult:
     """Verilate and compile the pipeline (or, `chip`, the chip with its NPU) of the build's manifest
     with the testbench into work/; every file is checked against its checksum as it is read. A
@@ -140,18 +140,17 @@ def build(rtl_dir: Path, manifest: dict, work: Path, jobs: int = 2, flat: bool =
         raise UserError(f"--jobs must be >= 1 (got {jobs})")
     v = find_verilator()
     t0 = time.perf_counter()
-    view, sums = (manifest["npu"] if chip else manifest), _checksums(rtl_dir, manifest)
+    view, sums = (manifest.npu if chip else manifest), _checksums(rtl_dir, manifest)
+    if view is None:
+        raise UserError(f"{rtl_dir} has no NPU: compile with an int8 classifier (--classifier npu)")
     if flat:
-        top = Block("Vtop", view["top"], sources_of(rtl_dir, view["files"], sums))
+        top = Block("Vtop", view.top, sources_of(rtl_dir, view.files, sums))
         pairs = []
         bench = bench_of(view)
     else:
-        shell = view.get("shell")
-        if not isinstance(shell, dict):
-            raise UserError(f"{rtl_dir / 'manifest.json'} has no block-by-block view (written by an older "
-                            "hashiflex); re-run 'hashiflex compile'")
-        files = shell["files"] if "files" in shell else [view["files"][0], shell["file"]]
-        top = Block("Vtop", shell["top"], sources_of(rtl_dir, files, sums))
+        shell = view.shell
+        files = shell.files if shell.files else [view.files[0], shell.file]
+        top = Block("Vtop", shell.top, sources_of(rtl_dir, files, sums))
         pairs = layer_blocks(rtl_dir, manifest)
         bench = bench_of(view, [p for _, p in pairs])
     models = [top] + [b for b, _ in pairs]
@@ -211,20 +210,19 @@ def run_bench(binary: Path, bench: Bench, inputs: list[np.ndarray], bits: list[i
             "total_cycles": int(rest[pos + 2 * n]), "seconds": secs}
 
 
-def simulate(binary: Path, view: dict, images: np.ndarray, stall_in: int = 0, stall_out: int = 0,
+def simulate(binary: Path, view: Manifest | NPUEntry, images: np.ndarray, stall_in: int = 0, stall_out: int = 0,
              seed: int = 1, max_idle: int = 100_000, load: bytes | None = None) -> dict:
     """Stream uint8 images through a built design; returns per-port outputs [N, beats*lanes*C]
     (int64), the cycle each image's last beat left per port, and the input cycles. `load`: the NPU
     load file (verify.chip.load_file) for a chip view."""
     bench = bench_of(view)
-    x = tensor_beats(images.astype(np.int64), int(view["input"]["lanes"]))
+    x = tensor_beats(images.astype(np.int64), view.input.lanes)
     r = run_bench(binary, bench, [x], [8], stall_in, stall_out, seed, max_idle, load)
     n = len(images)
     outs, cycles = {}, {}
-    for o, w, c in zip(view["outputs"], r["words"], r["cycles"]):
-        per = o["lanes"] * o["channels"]
-        outs[o["port"]] = unpack(w, per, o["bits"], o["signed"]).reshape(n, -1)
-        cycles[o["port"]] = c[:, -1]
+    for o, w, c in zip(view.outputs, r["words"], r["cycles"]):
+        outs[o.port] = unpack(w, o.lanes * o.channels, o.bits, o.signed).reshape(n, -1)
+        cycles[o.port] = c[:, -1]
     return {"outputs": outs, "cycles": cycles, "in_first": r["in_first"], "in_last": r["in_last"],
             "total_cycles": r["total_cycles"], "seconds": r["seconds"]}
 
@@ -239,7 +237,7 @@ def shards_of(n: int, jobs: int) -> list[tuple[int, int]]:
     return [(cuts[i], cuts[i + 1]) for i in range(k)]
 
 
-def simulate_sharded(binary: Path, view: dict, images: np.ndarray, jobs: int, loads=None, **kw) -> dict:
+def simulate_sharded(binary: Path, view: Manifest | NPUEntry, images: np.ndarray, jobs: int, loads=None, **kw) -> dict:
     """simulate() over `jobs` processes of the same binary, each a contiguous shard of the images;
     results merged in image order (outputs identical to one process). loads(a, b): the load file
     of shard [a, b). The cycle figures are per shard; "spans" holds (last - first exit cycle,
@@ -250,7 +248,7 @@ def simulate_sharded(binary: Path, view: dict, images: np.ndarray, jobs: int, lo
                 for a, b in parts]
         res = [f.result() for f in futs]
     ports = list(res[0]["outputs"])
-    last = view["outputs"][-1]["port"]
+    last = view.outputs[-1].port
     return {"outputs": {p: np.concatenate([r["outputs"][p] for r in res]) for p in ports},
             "cycles": {p: np.concatenate([r["cycles"][p] for r in res]) for p in ports},
             "in_first": np.concatenate([r["in_first"] for r in res]),
@@ -268,10 +266,10 @@ def cycles_per_image(sim: dict) -> float:
     return span / gaps if gaps else float(sim["latency"])
 
 
-def check_images(images_u8, manifest: dict) -> np.ndarray:
+def check_images(images_u8, manifest: Manifest) -> np.ndarray:
     images = np.asarray(images_u8)
-    if images.dtype != np.uint8 or images.ndim != 4 or list(images.shape[1:]) != manifest["input"]["shape"]:
-        raise UserError(f"images must be uint8 [N, {', '.join(map(str, manifest['input']['shape']))}], "
+    if images.dtype != np.uint8 or images.ndim != 4 or list(images.shape[1:]) != manifest.input.shape:
+        raise UserError(f"images must be uint8 [N, {', '.join(map(str, manifest.input.shape))}], "
                         f"got {images.dtype} {list(images.shape)}")
     if len(images) == 0:
         raise UserError("verify needs at least one image")
@@ -281,64 +279,6 @@ def check_images(images_u8, manifest: dict) -> np.ndarray:
 def distinct_rows(x: np.ndarray) -> int:
     """How many different output vectors (rows) an [N, ...] array holds."""
     return int(len(np.unique(np.asarray(x).reshape(len(x), -1), axis=0))) if len(x) else 0
-
-
-def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0, stall_out: int = 0,
-                 seed: int = 1, jobs: int = 2, target: str = "auto", flat: bool | None = None) -> dict:
-    """Stream images through the RTL in build_dir and compare every output with the golden
-    simulator. `prog` defaults to the IR saved in build_dir; stall_in/stall_out (percent) add
-    random bubbles on the input and back-pressure on the outputs. `target`: "pipeline" (hf_top),
-    "chip" (hf_chip with the NPU, loaded with the program's own classifier) or "auto" (the chip
-    when the build has an NPU). `jobs`: parallel block builds and simulator processes (image
-    shards); `flat`: one Verilated model of the whole top level (True), block by block (False), or
-    flat only below FLAT_MAX_ADDERS adders (None)."""
-    from ..sim.golden import GoldenSimulator
-
-    if jobs < 1:
-        raise UserError(f"--jobs must be >= 1 (got {jobs})")
-    find_verilator()
-    rtl_dir, manifest = find_rtl(build_dir)
-    images = check_images(images_u8, manifest)
-    if prog is None:
-        from ..ir import serialize
-        prog = serialize.load(Path(build_dir))
-    if target == "chip" or (target == "auto" and "npu" in manifest):
-        from ..finetune.image import image_from_program
-        from .chip import verify_chip
-        return verify_chip(build_dir, [(image_from_program(prog), images)], prog, stall_in, stall_out, seed, jobs,
-                           flat=flat)
-    flat = flat_mode(manifest, flat)
-    b = build(rtl_dir, manifest, Path(build_dir) / ("verilator-flat" if flat else "verilator"), jobs, flat)
-    sim = simulate_sharded(b.binary, manifest, images, jobs, stall_in=stall_in, stall_out=stall_out, seed=seed)
-    gold = GoldenSimulator(prog).run(images, keep_all=True)
-    n = len(images)
-    bad_images = np.zeros(n, dtype=bool)
-    bad_values, ports, first = 0, {}, None
-    for o in manifest["outputs"]:
-        g = gold[o["tensor"]].numpy().astype(np.int64)
-        want = (g.transpose(0, 2, 3, 1) if g.ndim == 4 else g).reshape(n, -1)  # beats in raster order
-        got = sim["outputs"][o["port"]]
-        if o["lanes"] > 1:  # drop the lanes past each row's end, which must carry zeros
-            _, h, w = o["shape"]
-            nb = o["beats"] // h
-            full = got.reshape(n, h, nb * o["lanes"], o["channels"])
-            tail = full[:, :, w:, :]
-            got = full[:, :, :w, :].reshape(n, -1)
-            bad_images |= (tail != 0).reshape(n, -1).any(axis=1)
-            bad_values += int((tail != 0).sum())
-        diff = want != got
-        bad_images |= diff.any(axis=1)
-        bad_values += int(diff.sum())
-        ports[o["port"]] = {"tensor": o["tensor"], "mismatched_values": int(diff.sum()),
-                            "distinct_outputs": distinct_rows(got)}
-        if first is None and diff.any():
-            i, k = map(int, np.argwhere(diff)[0])
-            first = {"port": o["port"], "image": i, "beat": k // o["channels"], "channel": k % o["channels"],
-                     "rtl": int(got[i, k]), "golden": int(want[i, k])}
-    return {"images": n, "mismatches": int(bad_images.sum()), "mismatched_values": bad_values,
-            "first_mismatch": first, "ports": ports, "cycles_per_image": cycles_per_image(sim),
-            "latency_cycles": sim["latency"], "expected_cycles_per_image": manifest["expected_cycles_per_image"],
-            "total_cycles": sim["total_cycles"], **build_fields(b), **sim_fields(sim, n)}
 
 
 def build_fields(b: BuildResult) -> dict:

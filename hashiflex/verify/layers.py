@@ -15,23 +15,24 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..rtl.manifest import Block, ModuleEntry
 from .beats import tensor_beats, unpack
 from .harness import build_blocks, check_images, distinct_rows, find_rtl, layer_blocks, run_bench
 from .testbench import Bench, Stream, testbench_cpp
 from .verilator import BuiltBlock, find_verilator, link
 
 
-def _bench(b: dict) -> Bench:
-    ins = tuple(Stream(i["port"], int(i["width"]), int(i["beats"])) for i in b["inputs"])
-    return Bench(ins, (Stream("out", int(b["out_width"]), int(b["output"]["beats"])),))
+def _bench(b: Block) -> Bench:
+    ins = tuple(Stream(i.port, i.width, i.beats) for i in b.inputs)
+    return Bench(ins, (Stream("out", b.out_width, b.output.beats),))
 
 
-def _binary(b: dict, built: BuiltBlock, work: Path) -> tuple[Path, float]:
+def _binary(b: Block, built: BuiltBlock, work: Path) -> tuple[Path, float]:
     """The layer's own testbench linked with its block (reused while both are unchanged)."""
     v = find_verilator()
     tb = testbench_cpp(_bench(b), top_prefix=built.prefix)
     stamp = hashlib.sha256(f"{tb}|{built.dir}".encode()).hexdigest()
-    d = work / b["instance"]
+    d = work / b.instance
     exe = d / "sim"
     if exe.is_file() and (d / "stamp").is_file() and (d / "stamp").read_text() == stamp:
         return exe, 0.0
@@ -42,21 +43,20 @@ def _binary(b: dict, built: BuiltBlock, work: Path) -> tuple[Path, float]:
     return exe, secs
 
 
-def _check_layer(b: dict, module: dict, exe: Path, gold: dict, stall_in: int, stall_out: int, seed: int) -> dict:
-    ins = [tensor_beats(gold[i["tensor"]], i["lanes"]) for i in b["inputs"]]
-    o = b["output"]
-    r = run_bench(exe, _bench(b), ins, [i["bits"] for i in b["inputs"]], stall_in, stall_out, seed)
-    per = o["lanes"] * o["shape"][0]
-    got = unpack(r["words"][0], per, o["bits"], o["signed"])
-    want = tensor_beats(gold[o["tensor"]], o["lanes"])
+def _check_layer(b: Block, module: ModuleEntry | None, exe: Path, gold: dict, stall_in: int, stall_out: int, seed: int) -> dict:
+    ins = [tensor_beats(gold[i.tensor], i.lanes) for i in b.inputs]
+    o = b.output
+    r = run_bench(exe, _bench(b), ins, [i.bits for i in b.inputs], stall_in, stall_out, seed)
+    got = unpack(r["words"][0], o.lanes * o.shape[0], o.bits, o.signed)
+    want = tensor_beats(gold[o.tensor], o.lanes)
     diff = got != want
     n = len(got)
     cyc = r["cycles"][0][:, -1]
-    res = {"instance": b["instance"], "module": b["module"], "op": b["op"], "images": n,
+    res = {"instance": b.instance, "module": b.module, "op": b.op, "images": n,
            "mismatches": int(diff.reshape(n, -1).any(axis=1).sum()), "mismatched_values": int(diff.sum()),
            "distinct_outputs": distinct_rows(want), "constant_output": bool(distinct_rows(want) < min(n, 2)),
            "cycles_per_image": float(cyc[-1] - cyc[0]) / (n - 1) if n > 1 else None,
-           "expected_cycles_per_image": module.get("cycles_per_image"), "sim_seconds": round(r["seconds"], 3)}
+           "expected_cycles_per_image": module.cycles_per_image if module else None, "sim_seconds": round(r["seconds"], 3)}
     if diff.any():
         i, beat, k = map(int, np.argwhere(diff)[0])
         res["first_mismatch"] = {"image": i, "beat": beat, "value": k, "rtl": int(got[i, beat, k]),
@@ -74,10 +74,6 @@ def verify_layers(build_dir, images_u8: np.ndarray, prog=None, jobs: int = 2, st
     find_verilator()
     rtl_dir, manifest = find_rtl(build_dir)
     images = check_images(images_u8, manifest)
-    shell = manifest.get("shell")
-    if not isinstance(shell, dict):
-        raise UserError(f"{rtl_dir / 'manifest.json'} has no layer blocks (written by an older hashiflex); "
-                        "re-run 'hashiflex compile'")
     pairs = layer_blocks(rtl_dir, manifest)   # reads and checks every module before anything runs
     if prog is None:
         from ..ir import serialize
@@ -86,23 +82,23 @@ def verify_layers(build_dir, images_u8: np.ndarray, prog=None, jobs: int = 2, st
     gold = {k: v.numpy().astype(np.int64) for k, v in GoldenSimulator(prog).run(images, keep_all=True).items()}
     gold[prog.input] = images.astype(np.int64)
     golden_s = time.perf_counter() - t0
-    blocks = shell["blocks"]
+    blocks = manifest.shell.blocks
     t0 = time.perf_counter()
     built = build_blocks([m for m, _ in pairs], jobs, make_jobs=jobs)
     work = Path(build_dir) / "verilator-layers"
     with ThreadPoolExecutor(max_workers=jobs) as ex:
         exes = list(ex.map(lambda i: _binary(blocks[i], built[i], work), range(len(blocks))))
     build_s = time.perf_counter() - t0
-    mods = {m["name"]: m for m in manifest["modules"]}
+    mods = {m.name: m for m in manifest.modules}
     with ThreadPoolExecutor(max_workers=jobs) as ex:
-        results = list(ex.map(lambda i: _check_layer(blocks[i], mods.get(blocks[i]["module"], {}), exes[i][0], gold,
+        results = list(ex.map(lambda i: _check_layer(blocks[i], mods.get(blocks[i].module), exes[i][0], gold,
                                                      stall_in, stall_out, seed), range(len(blocks))))
     for r, bb, (_, link_s) in zip(results, built, exes):
         r.update({"build_seconds": round(bb.seconds + link_s, 2), "verilate_seconds": round(bb.verilate_s, 2),
                   "compile_seconds": round(bb.compile_s, 2), "build_peak_mb": round(bb.peak_kb / 1024, 1),
                   "cached": bb.seconds == 0})
     bad = [r for r in results if r["mismatches"]]
-    return {"images": int(len(images)), "layers": len(results), "layers_in_build": len(manifest["modules"]),
+    return {"images": int(len(images)), "layers": len(results), "layers_in_build": len(manifest.modules),
             "mismatches": sum(r["mismatches"] for r in results), "layers_mismatching": len(bad),
             "first_mismatch": ({"layer": bad[0]["op"], **bad[0]["first_mismatch"]} if bad else None),
             "constant_layers": [r["op"] for r in results if r["constant_output"]],
