@@ -1,4 +1,4 @@
-"""Shared helpers and fixtures of the robustness tests (tests/test_robustness_*.py).
+"""Shared helpers and fixtures of the robustness tests (tests/commands/test_robustness_*.py).
 
 Each bad run must end with exit code 2 (130 for an interrupt) and exactly one stderr line that starts
 with `hashiflex: error: ` and says what to do, no traceback, nothing on stdout, no partial or temporary

@@ -12,7 +12,7 @@ def run(args):
     from ..finetune.head import HeadSettings, finetune_head
     from ..finetune.image import check_fits, classifier_op, write_image
     from ..ir import serialize
-    from ..rtl.manifest import build_npu
+    from ..rtl.readback import build_npu
 
     check_epochs(args.epochs)
     check_lr(args.lr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..rtl.manifest import build_npu, find_manifest
+from ..rtl.readback import build_npu, find_manifest
 
 
 def _summary(img) -> dict:

@@ -13,14 +13,15 @@ from ..errors import UserError
 from ..ir.sharing import AdderGraphs, load_graphs
 from ..ir.spec import Conv, Program, npu_op
 from ..rtl.common import stream_bits
-from ..rtl.manifest import Manifest, NPUEntry, find_manifest
+from ..rtl.manifest import Manifest, NPUEntry
+from ..rtl.readback import check_program, find_manifest
 from ..rtl.schedule import hw_ops, items, skip_fifos
 from . import model, storage, tech
 
 
 def load_build(build) -> tuple[Program, Manifest | None, AdderGraphs | None]:
-    """The IR of a build folder, its RTL manifest (None when compiled with --no-rtl) and its adder
-    graphs (None when compiled with --no-share), each checked as it is read."""
+    """The IR of a build folder and its RTL manifest, or for an IR-only build (--no-rtl) the IR and
+    its adder graphs (None when compiled with --no-share), each checked as it is read."""
     from ..ir import serialize
 
     d = Path(build)
@@ -28,7 +29,10 @@ def load_build(build) -> tuple[Program, Manifest | None, AdderGraphs | None]:
         raise UserError(f"build folder {d} does not exist: run 'hashiflex compile --out {d}' first")
     prog = serialize.load(d)
     found = find_manifest(d / "rtl") if (d / "rtl").is_dir() else None
-    return prog, (found[1] if found else None), load_graphs(d, prog)
+    if found is not None:   # its counts are what was emitted: the graphs are not needed
+        check_program(found[1], prog, found[0] / "manifest.json")
+        return prog, found[1], None
+    return prog, None, load_graphs(d, prog)
 
 
 def stream_formats(prog: Program, formats: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:

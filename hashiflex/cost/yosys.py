@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
-from ..rtl.manifest import find_manifest
+from ..rtl.readback import find_manifest
 from . import tech
 
 FLOW_VERSION = "hf-yosys-2"

@@ -47,7 +47,7 @@ def random_qmodel(arch: str | MobileNetV2Config, qc: QuantConfig, seed: int = 0,
     gave 2 distinct logit vectors on 256 images). Instead every BN's running mean and variance are
     those of its input on `calib_images` structured random images (random_images), as a trained
     network's are on its data: each layer's pre-activation is then centred and of unit variance,
-    and the outputs stay input-dependent through every layer (tests/test_random_nets.py).
+    and the outputs stay input-dependent through every layer (tests/sim/test_random_nets.py).
     """
     cfg = ARCHS[arch] if isinstance(arch, str) else arch
     torch.manual_seed(seed)

@@ -59,41 +59,77 @@ def columns(op: Conv, w: int, ow: int, kw: int, lanes: int) -> Columns:
     return Columns(lanes, last + first + 1, -first, a, p, nb, nob)
 
 
-def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: LayerGraph | None = None):
-    """The module of a conv whose input carries `lanes` pixels per beat; `solved`: the layer's shared
-    adder graph (hashiflex.ir.sharing), else one tree per output channel."""
+@dataclass(frozen=True)
+class ConvPlan:
+    """The geometry of one conv module: the padded traversal (ht x wt steps), the column walk, the
+    stream widths and the counter widths. Everything the emit steps need and nothing they emit."""
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    pad: tuple[int, int]
+    groups: int
+    ht: int
+    col: Columns
+    bi: int               # bits per input channel
+    bo: int               # bits per output channel
+
+    @property
+    def wt(self) -> int:
+        return self.col.steps
+
+    @property
+    def g(self) -> int:
+        return self.col.lanes
+
+    @property
+    def cw(self) -> int:  # bits of one input pixel (all channels)
+        return self.c_in * self.bi
+
+    @property
+    def yw(self) -> int:
+        return max(1, (self.ht - 1).bit_length())
+
+    @property
+    def xw(self) -> int:
+        return max(1, (self.wt - 1).bit_length())
+
+
+def plan_conv(op: Conv, prog: Program, lanes: int) -> ConvPlan:
     x, y = prog.tensors[op.input], prog.tensors[op.output]
-    c_in, h, w = x.shape
-    c_out, oh, ow = y.shape
-    codes = prog.arrays[op.weight].astype(np.int64)
-    bias = prog.arrays[op.bias]
-    kh, kw = codes.shape[2:]
-    (sh, sw), (ph, pw), groups = op.stride, op.padding, op.groups
-    ht = max(ph + h, (oh - 1) * sh + kh)
-    col = columns(op, w, ow, kw, lanes)
-    g, wt, p_out = col.lanes, col.steps, col.out_lanes
-    bi, bo = stream_bits(x), stream_bits(y)
-    cw = c_in * bi
-    net = Net()
+    (c_in, h, w), (c_out, oh, ow) = x.shape, y.shape
+    kh, kw = prog.arrays[op.weight].shape[2:]
+    ht = max(op.padding[0] + h, (oh - 1) * op.stride[0] + kh)
+    return ConvPlan(c_in, h, w, c_out, oh, ow, int(kh), int(kw), tuple(op.stride), tuple(op.padding), op.groups, ht,
+                    columns(op, w, ow, kw, lanes), stream_bits(x), stream_bits(y))
+
+
+def _emit_control(net: Net, p: ConvPlan) -> None:
+    """The traversal counters' declarations and masks, and the handshake: a step advances when it
+    needs no input or has one, unless the output stage is full."""
     L = net.lines
-    yw, xw = max(1, (ht - 1).bit_length()), max(1, (wt - 1).bit_length())
     L.append("wire o_free;")
     net.reg("wv")
-    if g == 1:
-        cin = lambda i: pw <= i < pw + w
-        cout = lambda i: i >= kw - 1 and (i - kw + 1) % sw == 0 and (i - kw + 1) // sw < ow
+    (sh, sw), (ph, pw) = p.stride, p.pad
+    if p.g == 1:
+        cin = lambda i: pw <= i < pw + p.w  # noqa: E731
+        cout = lambda i: i >= p.kw - 1 and (i - p.kw + 1) % sw == 0 and (i - p.kw + 1) // sw < p.ow  # noqa: E731
     else:
-        cin, cout = col.consumes, col.outputs
+        cin, cout = p.col.consumes, p.col.outputs
     conds = {}
     for axis, n, var, in_ok, out_ok in (
-            ("r", ht, "y", lambda i: ph <= i < ph + h,
-             lambda i: i >= kh - 1 and (i - kh + 1) % sh == 0 and (i - kh + 1) // sh < oh),
-            ("c", wt, "x", cin, cout)):
+            ("r", p.ht, "y", lambda i: ph <= i < ph + p.h,
+             lambda i: i >= p.kh - 1 and (i - p.kh + 1) % sh == 0 and (i - p.kh + 1) // sh < p.oh),
+            ("c", p.wt, "x", cin, cout)):
         if n == 1:
             conds[axis] = (f"1'b{int(in_ok(0))}", f"1'b{int(out_ok(0))}")
             continue
-        width = yw if var == "y" else xw
-        net.reg(var, width)
+        net.reg(var, p.yw if var == "y" else p.xw)
         L.append(f"localparam [{n - 1}:0] {axis.upper()}IN = {_mask(n, in_ok)};")
         L.append(f"localparam [{n - 1}:0] {axis.upper()}OUT = {_mask(n, out_ok)};")
         conds[axis] = (f"{axis.upper()}IN[{var}]", f"{axis.upper()}OUT[{var}]")
@@ -102,17 +138,24 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
     L.append("wire stall = wv & ~o_free;")
     L.append("wire adv = (~need_in | in_valid) & ~stall;")
     L.append("assign in_ready = need_in & ~stall;")
+
+
+def _emit_window(net: Net, p: ConvPlan) -> None:
+    """The column chunk entering this step (`pix`), kh - 1 line buffers of wt chunks and the
+    kh x (kw - 1 + G) window registers, shifted on every advance."""
+    L, g, cw, wt, kh, kw = net.lines, p.g, p.cw, p.wt, p.kh, p.kw
     gw = g * cw
-    if col.a == 0:
+    if p.col.a == 0:
         L.append(f"wire {_rng(gw)}pix = need_in ? in_data : {lit(0, gw)};")
     else:  # chunk = lanes a..g-1 of the previous beat, then lanes 0..a-1 of the new one
+        a = p.col.a
         L.append(f"wire {_rng(gw)}pixn = need_in ? in_data : {lit(0, gw)};")
         net.reg("hold", gw)
-        first = f"x == {lit(0, xw)}" if wt > 1 else "1'b1"
+        first = f"x == {lit(0, p.xw)}" if wt > 1 else "1'b1"
         L.append(f"wire {_rng(gw)}holde = ({first}) ? {lit(0, gw)} : hold;")
-        L.append(f"wire {_rng(gw)}pix = {{pixn[{col.a * cw - 1}:0], holde[{gw - 1}:{col.a * cw}]}};")
+        L.append(f"wire {_rng(gw)}pix = {{pixn[{a * cw - 1}:0], holde[{gw - 1}:{a * cw}]}};")
         L.append("always @(posedge clk) if (adv) hold <= pixn;")
-        L.append(f"wire _unused_hold = &{{1'b0, holde[{col.a * cw - 1}:0], pixn[{gw - 1}:{col.a * cw}]}};")
+        L.append(f"wire _unused_hold = &{{1'b0, holde[{a * cw - 1}:0], pixn[{gw - 1}:{a * cw}]}};")
     idx = "x" if wt > 1 else "0"
     for k in range(kh - 1):
         net.reg(f"lb{k}", gw, words=wt)
@@ -128,6 +171,11 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
             m = j - (kw - 1)
             upd.append(f"w{ky}_{j} <= {f'w{ky}_{j + g}' if m < 0 else (src if gw == cw else f'{src}[{m * cw + cw - 1}:{m * cw}]')};")
     L += ["always @(posedge clk) begin", "    if (adv) begin"] + ["        " + u for u in upd] + ["    end", "end"]
+
+
+def _emit_counters(net: Net, p: ConvPlan) -> None:
+    """Reset and advance of the traversal counters (x fastest) and the output-valid flag."""
+    L, wt, ht, xw, yw = net.lines, p.wt, p.ht, p.xw, p.yw
     L += ["always @(posedge clk) begin", "    if (rst) begin", "        wv <= 1'b0;"]
     if wt > 1:
         L.append(f"        x <= {lit(0, xw)};")
@@ -140,19 +188,28 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
         step = f"(y == {lit(ht - 1, yw)}) ? {lit(0, yw)} : y + 1'b1"
         L.append(f"        if ({f'x == {lit(wt - 1, xw)}' if wt > 1 else '1'}) y <= {step};")
     L += ["    end else if (o_free) begin", "        wv <= 1'b0;", "    end", "end"]
-    xlo, xhi = stream_range(x)
+
+
+def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerGraph | None):
+    """Every output lane's adder network (the shared graph, or one tree per output channel) and
+    requantizers. Returns (lane output nets, taps read, the naive trees' counting Net)."""
+    L, g, bi, bo, kh, kw = net.lines, p.g, p.bi, p.bo, p.kh, p.kw
+    sw = p.stride[1]
+    codes = prog.arrays[op.weight].astype(np.int64)
+    bias = prog.arrays[op.bias]
+    xlo, xhi = stream_range(prog.tensors[op.input])
     taps: dict[tuple[int, int, int], Sig] = {}
 
     def tap(c: int, ky: int, j: int) -> Sig:
         if (c, ky, j) not in taps:
             s = Sig(f"x{ky}_{j}_{c}", xlo, xhi)
-            net.wire(s.name, bi, f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if cw > 1 else f"w{ky}_{j}")
+            net.wire(s.name, bi, f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if p.cw > 1 else f"w{ky}_{j}")
             taps[(c, ky, j)] = s
         return taps[(c, ky, j)]
 
-    cpg, opg = c_in // groups, c_out // groups
+    cpg, opg = p.c_in // p.groups, p.c_out // p.groups
     acc0 = [int(b) + round_const(op.shift) for b in bias]      # bias plus the rounding constant
-    nzs = [np.argwhere(codes[o] != 0) for o in range(c_out)]
+    nzs = [np.argwhere(codes[o] != 0) for o in range(p.c_out)]
 
     def terms(o: int, tapf, j0: int) -> list[Term]:
         base = (o // opg) * cpg
@@ -162,25 +219,26 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
     leaf = Sig("x", xlo, xhi)   # any tap, for interval-only work
     # saturated whatever the input: a constant, no adders
     cst = [constant_result([(xlo, xhi, t.shift, t.neg) for t in terms(o, lambda *_: leaf, 0)],
-                           acc0[o], op.shift, op.clamp_lo, op.clamp_hi) for o in range(c_out)]
+                           acc0[o], op.shift, op.clamp_lo, op.clamp_hi) for o in range(p.c_out)]
     if solved is not None and solved.dropped != tuple(v is not None for v in cst):
         raise ValueError(f"layer {op.name}: the adder graph was solved for other constants (re-run the pass)")
     graph = solved.graph if solved else None
     naive = net if graph is None else Net(emit=False)     # the naive trees, counted for the manifest
     if graph is not None:
-        for o in range(c_out):
+        for o in range(p.c_out):
             if cst[o] is None:
                 bt = naive.const_term(acc0[o])
                 naive.tree(terms(o, lambda *_: leaf, 0) + ([bt] if bt else []))
     lane_outs = []
+    p_out, col = p.col.out_lanes, p.col
     for lane in range(p_out):
         j0 = 0 if g == 1 else lane * sw + sw - 1
         if graph is not None:   # graph input i*kh*kw + ky*kw + kx is tap (i, ky, kx), then the constants
-            nt = c_in * kh * kw
+            nt = p.c_in * kh * kw
             roots = net.graph_terms(graph, lambda j: tap(j // (kh * kw), (j // kw) % kh, j0 + j % kw) if j < nt
                                     else net.const(solved.constants[j - nt]))
         outs = []
-        for o in range(c_out):
+        for o in range(p.c_out):
             if cst[o] is not None:
                 outs.append(lit(cst[o], bo))
                 continue
@@ -192,29 +250,43 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
                 root = roots[o]
             q, _, _ = net.requant(root, op.shift, op.clamp_lo, op.clamp_hi, bo)
             outs.append(q)
-        lw = c_out * bo
+        lw = p.c_out * bo
         net.wire(f"lane{lane}", lw, _concat(outs))
-        if g > 1 and (col.nob - 1) * p_out + lane >= ow:  # past the row's end in its last beat: zero
-            if wt > 1 and "reg wlast;" not in L:  # the window holds the row's last output chunk
+        if g > 1 and (col.nob - 1) * p_out + lane >= p.ow:  # past the row's end in its last beat: zero
+            if p.wt > 1 and "reg wlast;" not in L:  # the window holds the row's last output chunk
                 net.reg("wlast")
-                L.append(f"always @(posedge clk) if (adv) wlast <= x == {lit(col.nob - 1 - col.first, xw)};")
-            net.wire(f"olane{lane}", lw, f"wlast ? {lit(0, lw)} : lane{lane}" if wt > 1 else lit(0, lw))
+                L.append(f"always @(posedge clk) if (adv) wlast <= x == {lit(col.nob - 1 - col.first, p.xw)};")
+            net.wire(f"olane{lane}", lw, f"wlast ? {lit(0, lw)} : lane{lane}" if p.wt > 1 else lit(0, lw))
             lane_outs.append(f"olane{lane}")
         else:
             lane_outs.append(f"lane{lane}")
-    ow_bits = p_out * c_out * bo
+    return lane_outs, taps, naive, graph is not None
+
+
+def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: LayerGraph | None = None):
+    """The module of a conv whose input carries `lanes` pixels per beat; `solved`: the layer's shared
+    adder graph (hashiflex.ir.sharing), else one tree per output channel. Plan, then emit the
+    control, the window, the counters and the adder network, in that order."""
+    p = plan_conv(op, prog, lanes)
+    net = Net()
+    _emit_control(net, p)
+    _emit_window(net, p)
+    _emit_counters(net, p)
+    lane_outs, taps, naive, shared = _emit_network(net, p, op, prog, solved)
+    g, p_out, col, bi, cw = p.g, p.col.out_lanes, p.col, p.bi, p.cw
+    ow_bits = p_out * p.c_out * p.bo
     net.wire("o_data", ow_bits, _concat(lane_outs))
     _out_fifo(net, ow_bits, "wv")
     unused = [f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if cw > 1 else f"w{ky}_{j}"
-              for ky in range(kh) for j in range(min(g, ncol)) for c in range(c_in) if (c, ky, j) not in taps]
-    if wt <= 1 and any(g > 1 and (col.nob - 1) * p_out + k >= ow for k in range(p_out)):
-        unused += [f"lane{k}" for k in range(p_out) if (col.nob - 1) * p_out + k >= ow]
+              for ky in range(p.kh) for j in range(min(g, p.kw - 1 + g)) for c in range(p.c_in) if (c, ky, j) not in taps]
+    if p.wt <= 1 and any(g > 1 and (col.nob - 1) * p_out + k >= p.ow for k in range(p_out)):
+        unused += [f"lane{k}" for k in range(p_out) if (col.nob - 1) * p_out + k >= p.ow]
     _unused(net, unused)
-    text = _header(name, [("in", gw)], ow_bits, L)
-    return Module(name, "conv", op.name, text, ["in"], [gw], ow_bits, ht * wt, net.adders, net.adder_bits,
-                  net.reg_bits, {"kernel": [int(kh), int(kw)], "stride": list(op.stride), "padding": list(op.padding),
-                                 "groups": groups, "traversal": [ht, wt], "lanes_in": g, "lanes_out": p_out,
-                                 **adder_info(net, naive, graph is not None, p_out)})
+    text = _header(name, [("in", g * cw)], ow_bits, net.lines)
+    return Module(name, "conv", op.name, text, ["in"], [g * cw], ow_bits, p.ht * p.wt, net.adders, net.adder_bits,
+                  net.reg_bits, {"kernel": [p.kh, p.kw], "stride": list(op.stride), "padding": list(op.padding),
+                                 "groups": p.groups, "traversal": [p.ht, p.wt], "lanes_in": g, "lanes_out": p_out,
+                                 **adder_info(net, naive, shared, p_out)})
 
 
 def adder_info(net: Net, naive: Net, shared: bool, copies: int = 1) -> dict:

@@ -82,7 +82,7 @@ def _rng(w: int) -> str:
     return f"[{w - 1}:0] " if w > 1 else ""
 
 
-def _ports(in_w: int, outs: list[PortStream]) -> list[Port]:
+def top_ports(in_w: int, outs: list[PortStream]) -> list[Port]:
     """Every port of the top level: name, direction, width."""
     ps = [("clk", "input", 1), ("rst", "input", 1), ("in_valid", "input", 1), ("in_ready", "output", 1),
           ("in_data", "input", in_w)]
@@ -281,7 +281,7 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, 
     bottleneck = max(cycles, key=lambda k: cycles[k])
     man = Manifest(
         format=FORMAT, version=VERSION, top=TOP, files=[PRIMS_FILE] + [f"{m.name}.v" for m in modules] + [f"{TOP}.v"],
-        input=inp, outputs=outs, ports=_ports(inp.width, outs),
+        input=inp, outputs=outs, ports=top_ports(inp.width, outs),
         handshake="valid/ready, one beat per pixel (all channels), raster order; synchronous active-high rst",
         modules=[module_entry(m, par[m.op]) for m in modules], skip_fifos=top.fifos, parallelism=par,
         adders=sum(m.adders for m in modules), adder_bits=sum(m.adder_bits for m in modules),
@@ -290,7 +290,7 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, 
         adder_bits_naive=sum(m.info.get("adder_bits_naive", m.adder_bits) for m in modules),
         register_bits=sum(m.register_bits for m in modules) + top.reg_bits,
         expected_cycles_per_image=cycles[bottleneck], bottleneck=bottleneck, out_fifo_depth=OUT_FIFO_DEPTH,
-        shell=Shell(top=SHELL, file=SHELL_FILE, blocks=blocks))
+        shell=Shell(top=SHELL, file=SHELL_FILE, blocks=blocks), sha256={})
     if npu is not None:
         from .chip import emit_npu
         man = man.model_copy(update={"npu": emit_npu(prog, out, man, npu, _write)})

@@ -1,32 +1,40 @@
 """The RTL manifest (BUILD/rtl/manifest.json) as typed objects: the contract between the RTL
 generator and every reader (verification, the cost model, NPU images, fine-tuning, reports).
 
-`Manifest.to_json()` writes the file; `Manifest.read(path)` reads it back and checks it against
-the schema below on every read: types (strict: no "5" for 5, no 1 for true), finite numbers,
-ranges, unknown or missing fields, and cross-field consistency (stream widths = lanes x channels x
-bits, files covered by checksums, module names unique, the NPU's geometry). A file that fails
-gives one line naming the file, the field and what to do. Spec: docs/architecture.md.
+`Manifest.to_json()` writes the file; `Manifest.parse(obj)` checks a decoded file against the
+schema below: types (strict: no "5" for 5, no 1 for true), finite numbers, bounds, unknown or
+missing fields, the fields each module kind has, and cross-field consistency (stream widths and
+beats, totals, the bottleneck, shell blocks = modules, checksums, the NPU's geometry). Files are
+read through rtl.readback, which adds the checks that need the generator or the IR. A file that
+fails gives one line naming the file, the field and what to do. Spec: docs/architecture.md.
 
 Version history: 1 = the first typed manifest (same JSON as the untyped one before it).
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from pydantic import model_validator
 
 from ..errors import UserError
+from .common import fifo_register_bits
+from .schedule import items
 
 FORMAT = "hashiflex-rtl"
 VERSION = 1
 FILE = "manifest.json"
 
-Count = Annotated[StrictInt, Field(ge=0)]
-Pos = Annotated[StrictInt, Field(ge=1)]
-Num = StrictInt | StrictFloat            # JSON keeps what the generator wrote: 900 stays 900, 12.5 stays 12.5
+# upper bounds: far above any design this tool can write, low enough that no field can make a
+# reader allocate or loop without limit
+BIG = 1 << 48
+Count = Annotated[StrictInt, Field(ge=0, le=BIG)]
+Pos = Annotated[StrictInt, Field(ge=1, le=BIG)]
+Dim = Annotated[StrictInt, Field(ge=1, le=1 << 20)]          # tensor dimensions, lanes
+Bits = Annotated[StrictInt, Field(ge=1, le=64)]               # bits per value
+Width = Annotated[StrictInt, Field(ge=1, le=1 << 26)]         # bits of a bus
+Num = Annotated[StrictInt | StrictFloat, Field(gt=0, le=BIG)]  # JSON keeps what the generator wrote: 900 stays 900
 Name = Annotated[StrictStr, Field(min_length=1, max_length=512)]
 FileName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]*\.v$")]
 
@@ -38,22 +46,32 @@ class _Entry(BaseModel):
 class Stream(_Entry):
     """How a tensor travels on a stream: `lanes` pixels of a row per beat, each `channels` x `bits`."""
     tensor: Name
-    shape: list[Pos] = Field(min_length=1, max_length=3)
-    lanes: Pos
-    bits: Pos
+    shape: list[Dim] = Field(min_length=1, max_length=3)
+    lanes: Dim
+    bits: Bits
     signed: StrictBool
     beats: Pos
+
+    @model_validator(mode="after")
+    def _beats(self):
+        if len(self.shape) == 2 or self.beats != items(self.shape, self.lanes):
+            raise ValueError(f"stream of {self.tensor}: beats {self.beats} do not follow from shape {self.shape} "
+                             f"and lanes {self.lanes}")
+        return self
+
+    def bus_width(self) -> int:
+        return self.lanes * self.shape[0] * self.bits
 
 
 class PortStream(Stream):
     """A top-level stream port (`<port>_valid/_ready/_data`)."""
     port: Name
-    channels: Pos
-    width: Pos
+    channels: Dim
+    width: Width
 
     @model_validator(mode="after")
     def _width(self):
-        if self.channels != self.shape[0] or self.width != self.lanes * self.channels * self.bits:
+        if self.channels != self.shape[0] or self.width != self.bus_width():
             raise ValueError(f"port {self.port}: width {self.width} is not lanes x channels x bits "
                              f"({self.lanes} x {self.channels} x {self.bits})")
         return self
@@ -62,12 +80,18 @@ class PortStream(Stream):
 class Port(_Entry):
     name: Name
     direction: Literal["input", "output"]
-    width: Pos
+    width: Width
 
 
 class BlockInput(Stream):
-    port: Name
-    width: Pos
+    port: Literal["in", "a", "b"]
+    width: Width
+
+    @model_validator(mode="after")
+    def _width(self):
+        if self.width != self.bus_width():
+            raise ValueError(f"input {self.port} of {self.tensor}: width {self.width} is not lanes x channels x bits")
+        return self
 
 
 class Block(_Entry):
@@ -77,13 +101,19 @@ class Block(_Entry):
     file: FileName
     op: Name
     inputs: list[BlockInput] = Field(min_length=1, max_length=2)
-    out_width: Pos
+    out_width: Width
     output: Stream
+
+    @model_validator(mode="after")
+    def _width(self):
+        if self.out_width != self.output.bus_width() or [i.port for i in self.inputs] not in (["in"], ["a", "b"]):
+            raise ValueError(f"block {self.instance}: ports or output width disagree with its streams")
+        return self
 
 
 class Shell(_Entry):
     """hf_top (or hf_chip) with every layer instance cut out: `file` (pipeline) or `files` (chip)."""
-    top: Name
+    top: Literal["hf_top_shell", "hf_chip_shell"]
     file: FileName | None = None
     files: list[FileName] | None = None
     blocks: list[Block]
@@ -96,8 +126,8 @@ class ModuleEntry(_Entry):
     kind: Literal["conv", "add", "avgpool", "linear"]
     file: FileName
     P: Pos
-    in_width: list[Pos] = Field(min_length=1, max_length=2)
-    out_width: Pos
+    in_width: list[Width] = Field(min_length=1, max_length=2)
+    out_width: Width
     adders: Count
     adder_bits: Count
     register_bits: Count
@@ -107,43 +137,80 @@ class ModuleEntry(_Entry):
     adder_bits_naive: Count
     adder_depth: Count | None = None
     adder_depth_naive: Count | None = None
-    lanes: Pos | None = None
-    lanes_in: Pos | None = None
-    lanes_out: Pos | None = None
-    kernel: list[Pos] | None = Field(None, min_length=2, max_length=2)
-    stride: list[Pos] | None = Field(None, min_length=2, max_length=2)
-    padding: list[Count] | None = Field(None, min_length=2, max_length=2)
-    groups: Pos | None = None
-    traversal: list[Pos] | None = Field(None, min_length=2, max_length=2)
+    lanes: Dim | None = None
+    lanes_in: Dim | None = None
+    lanes_out: Dim | None = None
+    kernel: list[Dim] | None = Field(None, min_length=2, max_length=2)
+    stride: list[Dim] | None = Field(None, min_length=2, max_length=2)
+    padding: list[Annotated[StrictInt, Field(ge=0, le=1 << 20)]] | None = Field(None, min_length=2, max_length=2)
+    groups: Dim | None = None
+    traversal: list[Dim] | None = Field(None, min_length=2, max_length=2)
     mult: Count | None = None
-    shift: Count | None = None
+    shift: Annotated[StrictInt, Field(ge=0, le=1 << 10)] | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self):
+        given = {k for k in KIND_FIELDS["all"] if getattr(self, k) is not None}
+        if given != KIND_FIELDS[self.kind]:
+            diff = sorted(given ^ KIND_FIELDS[self.kind])
+            raise ValueError(f"module {self.name} ({self.kind}): fields {', '.join(diff)} missing or not allowed")
+        if not self.shared and (self.adders_naive, self.adder_bits_naive) != (self.adders, self.adder_bits):
+            raise ValueError(f"module {self.name}: an unshared module's naive counts must equal its counts")
+        return self
+
+    def shareable(self) -> bool:
+        """Layers the adder-sharing pass solves a graph for (ir.sharing)."""
+        return self.kind == "linear" or (self.kind == "conv" and self.groups == 1)
 
     def copies(self) -> int:
         """Copies of the adder network: one per output lane for convs and adds."""
         return self.P if self.kind in ("conv", "add") else 1
 
 
+_CONV = {"kernel", "stride", "padding", "groups", "traversal", "lanes_in", "lanes_out", "adder_depth",
+         "adder_depth_naive"}
+KIND_FIELDS = {"conv": _CONV, "add": {"lanes"}, "avgpool": {"mult", "shift", "lanes"},
+               "linear": {"adder_depth", "adder_depth_naive"}}
+KIND_FIELDS["all"] = set().union(*KIND_FIELDS.values())
+
+
 class SkipFifo(_Entry):
     add: Name
     operand: Literal["a", "b"]
     tensor: Name
-    depth: Pos
-    width: Pos
+    depth: Annotated[StrictInt, Field(ge=1, le=1 << 24)]
+    width: Width
     register_bits: Count
+
+    @model_validator(mode="after")
+    def _bits(self):
+        if self.register_bits != fifo_register_bits(self.depth, self.width):
+            raise ValueError(f"skip FIFO of {self.add}.{self.operand}: register_bits disagree with depth x width")
+        return self
+
+
+class LoadPort(_Entry):
+    """How the NPU's load port is driven (text for people; the widths are in `ports`)."""
+    weights: StrictStr
+    bias_scale: StrictStr
+    rows: StrictStr
+    when: StrictStr
 
 
 class NPUEntry(_Entry):
-    """The programmable classifier and the chip top around it (docs/npu.md)."""
-    lanes: Pos
-    batch: Pos
-    in_features: Pos
-    out_features: Pos
-    capacity: Pos
-    weight_bits: Pos
-    bias_bits: Pos
-    scale_bits: Pos
-    feature_bits: Pos
-    feature_range: list[StrictInt] = Field(min_length=2, max_length=2)
+    """The programmable classifier and the chip top around it (docs/npu.md). Every figure follows
+    from the geometry (lanes ... feature_range) and the pipeline's cycles; rtl.readback checks that
+    it equals what the generator derives from them."""
+    lanes: Annotated[StrictInt, Field(ge=1, le=1 << 14)]
+    batch: Annotated[StrictInt, Field(ge=1, le=1 << 12)]
+    in_features: Dim
+    out_features: Annotated[StrictInt, Field(ge=1, le=1 << 16)]
+    capacity: Annotated[StrictInt, Field(ge=1, le=1 << 16)]
+    weight_bits: Bits
+    bias_bits: Bits
+    scale_bits: Bits
+    feature_bits: Bits
+    feature_range: list[Annotated[StrictInt, Field(ge=-(1 << 62), le=1 << 62)]] = Field(min_length=2, max_length=2)
     words_per_row: Pos
     memory_words: Pos
     word_bits: Pos
@@ -164,12 +231,12 @@ class NPUEntry(_Entry):
     keeps_pace: StrictBool
     keeps_pace_at_capacity: StrictBool
     chip_cycles_per_image: Annotated[Num, Field(gt=0)]
-    top: Name
+    top: Literal["hf_chip"]
     files: list[FileName] = Field(min_length=1)
     ports: list[Port] = Field(min_length=1)
     input: PortStream
     outputs: list[PortStream] = Field(min_length=1, max_length=1)
-    load_port: dict[Name, StrictStr]
+    load_port: LoadPort
     shell: Shell
 
     @model_validator(mode="after")
@@ -177,6 +244,10 @@ class NPUEntry(_Entry):
         lo, hi = self.feature_range
         if lo > hi:
             raise ValueError(f"npu.feature_range [{lo}, {hi}] is empty")
+        if self.lanes * self.batch > 1 << 16:
+            raise ValueError(f"npu: {self.lanes} lanes x batch {self.batch} is more multipliers than any build has")
+        if not self.shell.files or self.shell.file is not None:
+            raise ValueError("npu.shell must list its files (and has no single file)")
         if self.out_features > self.capacity:
             raise ValueError(f"npu.out_features {self.out_features} exceeds its capacity {self.capacity}")
         if self.words_per_row != -(-self.in_features // self.lanes) or \
@@ -191,7 +262,7 @@ class Manifest(_Entry):
     """BUILD/rtl/manifest.json."""
     format: Literal["hashiflex-rtl"]
     version: Literal[1]
-    top: Name
+    top: Literal["hf_top"]
     files: list[FileName] = Field(min_length=2)
     input: PortStream
     outputs: list[PortStream] = Field(min_length=1)
@@ -208,10 +279,10 @@ class Manifest(_Entry):
     register_bits: Count
     expected_cycles_per_image: Pos
     bottleneck: Name
-    out_fifo_depth: Pos
+    out_fifo_depth: Literal[2]
     shell: Shell
     npu: NPUEntry | None = None
-    sha256: dict[FileName, Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(default_factory=dict)
+    sha256: dict[FileName, Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]]
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -223,8 +294,28 @@ class Manifest(_Entry):
         if sum(m.adders for m in self.modules) != self.adders or \
                 sum(m.adder_bits for m in self.modules) != self.adder_bits:
             raise ValueError("adders / adder_bits are not the sums over modules")
-        if max(m.cycles_per_image for m in self.modules) > self.expected_cycles_per_image:
-            raise ValueError("expected_cycles_per_image is below a module's cycles_per_image")
+        if sum(m.adders_naive for m in self.modules) != self.adders_naive or \
+                sum(m.adder_bits_naive for m in self.modules) != self.adder_bits_naive:
+            raise ValueError("adders_naive / adder_bits_naive are not the sums over modules")
+        if any(m.shared != (self.shared and m.shareable()) for m in self.modules):
+            raise ValueError("modules.shared: a shared build shares every full conv and Po2 linear, nothing else")
+        if self.register_bits < sum(m.register_bits for m in self.modules) + sum(f.register_bits for f in
+                                                                                  self.skip_fifos):
+            raise ValueError("register_bits is below the modules' and skip FIFOs' register bits")
+        cycles = [self.input.beats] + [m.cycles_per_image for m in self.modules]
+        if max(cycles) != self.expected_cycles_per_image:
+            raise ValueError("expected_cycles_per_image is not the slowest module's (or the input's) cycles")
+        slowest = {"input": self.input.beats, **{m.op: m.cycles_per_image for m in self.modules}}
+        if slowest.get(self.bottleneck) != self.expected_cycles_per_image:
+            raise ValueError("bottleneck must name the slowest module (or 'input')")
+        if self.input.port != "in" or self.input.bits != 8 or self.input.signed:
+            raise ValueError("input must be the 8-bit unsigned port 'in'")
+        if self.shell.file is None or self.shell.files is not None:
+            raise ValueError("shell must name its file (and has no file list)")
+        if len(self.shell.blocks) != len(self.modules) or any(
+                (b.module, b.op, b.file, [i.width for i in b.inputs], b.out_width) !=
+                (m.name, m.op, m.file, m.in_width, m.out_width) for b, m in zip(self.shell.blocks, self.modules)):
+            raise ValueError("shell blocks must be the modules, in order, with the same ports")
         if set(self.parallelism) != set(m.op for m in self.modules) or \
                 any(self.parallelism[m.op] != m.P for m in self.modules):
             raise ValueError("parallelism must give every module's P")
@@ -272,39 +363,6 @@ class Manifest(_Entry):
             msg = err["msg"].removeprefix("Value error, ")
             raise UserError(f"{where}: {loc or 'manifest'}: {msg}; {redo}") from None
 
-    @classmethod
-    def read(cls, path, redo: str | None = None) -> "Manifest":
-        """Read and check BUILD/rtl/manifest.json."""
-        p = Path(path)
-        redo = redo or f"re-run 'hashiflex compile --out {p.parent.parent if p.parent.name == 'rtl' else p.parent}'"
-        try:
-            obj = json.loads(p.read_text())
-        except (OSError, ValueError) as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise UserError(f"{p} is not valid JSON ({type(e).__name__}); {redo}") from None
-        return cls.parse(obj, str(p), redo)
 
-
-def find_manifest(build_dir) -> tuple[Path, Manifest] | None:
-    """(folder, manifest) of a build's RTL: build_dir/rtl or build_dir itself; None when neither
-    holds a manifest.json (an IR-only build). The manifest is checked as it is read."""
-    base = Path(build_dir)
-    for d in (base / "rtl", base):
-        if (d / FILE).is_file():
-            return d, Manifest.read(d / FILE, f"re-run 'hashiflex compile --out {base}'")
-    return None
-
-
-def build_npu(build_dir) -> NPUEntry:
-    """The NPU entry of a build's manifest, or a UserError saying how to get one."""
-    found = find_manifest(build_dir)
-    if found is None:
-        raise UserError(f"no RTL in {build_dir}: run 'hashiflex compile --out {build_dir}' first (manifest.json "
-                        "missing)")
-    if found[1].npu is None:
-        raise UserError(f"{build_dir} has no NPU: recompile it with 'hashiflex compile' from a checkpoint with an "
-                        "int8 classifier")
-    return found[1].npu
-
-
-__all__ = ["FILE", "build_npu", "find_manifest", "FORMAT", "VERSION", "Block", "BlockInput", "Manifest", "ModuleEntry", "NPUEntry", "Port",
+__all__ = ["FILE", "FORMAT", "VERSION", "Block", "BlockInput", "Manifest", "ModuleEntry", "NPUEntry", "Port",
            "PortStream", "Shell", "SkipFifo", "Stream"]

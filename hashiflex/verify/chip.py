@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..rtl.readback import check_program
 from ..finetune.image import apply_image, check_fits
 from ..rtl.chip import geometry_of
 from ..rtl.manifest import NPUEntry
@@ -76,6 +77,7 @@ def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out
     if prog is None:
         from ..ir import serialize
         prog = serialize.load(Path(build_dir))
+    check_program(manifest, prog, rtl_dir / "manifest.json")
     flat = flat_mode(manifest, flat)
     b = build(rtl_dir, manifest, Path(build_dir) / ("verilator-chip-flat" if flat else "verilator-chip"), jobs, flat,
               chip=True)

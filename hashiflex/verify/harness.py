@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..rtl.manifest import Manifest, NPUEntry, PortStream, find_manifest
+from ..rtl.manifest import Manifest, NPUEntry, PortStream
+from ..rtl.readback import find_manifest
 from .beats import pack, tensor_beats, unpack
 from .testbench import Bench, BlockPorts, Stream, testbench_cpp
 from .verilator import VERILATOR_MISSING, Block, BuiltBlock, build_block, find_verilator, link

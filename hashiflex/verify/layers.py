@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..rtl.readback import check_program
 from ..rtl.manifest import Block, ModuleEntry
 from .beats import tensor_beats, unpack
 from .harness import build_blocks, check_images, distinct_rows, find_rtl, layer_blocks, run_bench
@@ -78,6 +79,7 @@ def verify_layers(build_dir, images_u8: np.ndarray, prog=None, jobs: int = 2, st
     if prog is None:
         from ..ir import serialize
         prog = serialize.load(Path(build_dir))
+    check_program(manifest, prog, rtl_dir / "manifest.json")
     t0 = time.perf_counter()
     gold = {k: v.numpy().astype(np.int64) for k, v in GoldenSimulator(prog).run(images, keep_all=True).items()}
     gold[prog.input] = images.astype(np.int64)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..rtl.readback import check_program
 from ..finetune.image import image_from_program
 from .chip import verify_chip
 from .harness import (build, build_fields, check_images, cycles_per_image, distinct_rows, find_rtl, flat_mode,
@@ -35,6 +36,7 @@ def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0,
     if prog is None:
         from ..ir import serialize
         prog = serialize.load(Path(build_dir))
+    check_program(manifest, prog, rtl_dir / "manifest.json")
     if target == "chip" or (target == "auto" and manifest.npu is not None):
         return verify_chip(build_dir, [(image_from_program(prog), images)], prog, stall_in, stall_out, seed, jobs,
                            flat=flat)

@@ -16,7 +16,7 @@ signals for it and is evaluated, its outputs go back into the shell, and this re
 block output changes (the blocks' combinational ready/valid paths, e.g. an add's `fire`, settle
 in a few rounds; more than 64 is reported as a combinational loop). Handshakes are sampled, then
 clk rises on every model and each is evaluated once. That is the flat design's cycle, so a
-stitched simulation is cycle-for-cycle the flat one (tests/test_verify_blocks.py checks it).
+stitched simulation is cycle-for-cycle the flat one (tests/verify/test_verify_blocks.py checks it).
 
 Idle blocks are not evaluated. Verilator recomputes a block's whole adder network at every clock
 edge, whether or not its registers moved, and most layers of a chip wait most of the time (a

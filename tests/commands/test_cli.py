@@ -15,7 +15,7 @@ import torch
 from hashiflex import checkpoint
 from hashiflex.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

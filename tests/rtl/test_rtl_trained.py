@@ -1,7 +1,7 @@
 """End to end on a trained network: the committed small-po2 checkpoint (the default recipe on a
 width-reduced MobileNetV2 that keeps every layer type) in RTL, on 100 real Fashion-MNIST test
 images, equals the golden simulator exactly and runs at the manifest's cycles per image.
-(default-po2 itself is verified by tests/test_rtl_default_chip.py.)
+(default-po2 itself is verified by tests/rtl/test_rtl_default_chip.py.)
 Its Verilator build takes 5-8 minutes, so it is marked slow: `python -m pytest -m slow tests`."""
 import pytest
 
