@@ -330,6 +330,9 @@ class Manifest(_Entry):
                 listed |= set(self.npu.files) | set(self.npu.shell.files or [])
             if listed - set(self.sha256):
                 raise ValueError(f"sha256 lacks {', '.join(sorted(listed - set(self.sha256))[:3])}")
+            if set(self.sha256) - listed:
+                raise ValueError(f"sha256 names files the manifest does not list "
+                                 f"({', '.join(sorted(set(self.sha256) - listed)[:3])})")
         return self
 
     def module(self, op: str) -> ModuleEntry | None:
@@ -355,6 +358,8 @@ class Manifest(_Entry):
             newer = isinstance(v, int) and not isinstance(v, bool) and v > VERSION
             raise UserError(f"{where} has manifest version {v!r}; this hashiflex reads version {VERSION}"
                             + ("; upgrade hashiflex or " if newer else "; ") + redo)
+        if "sha256" not in obj:
+            raise UserError(f"{where} has no file checksums (written by an older hashiflex); {redo}")
         try:
             return cls.model_validate(obj)
         except ValidationError as e:

@@ -83,8 +83,8 @@ def program_errors(man: Manifest, prog: Program) -> list[str]:
     if [m.op for m in man.modules] != [op.name for op in ops] or \
             any(m.kind != kinds[type(op).__name__] for m, op in zip(man.modules, ops)):
         return ["its modules are not the program's hardware layers"]
-    if (man.npu is not None) != (npu_op(prog) is not None):
-        return ["an NPU is present exactly when the classifier is int8"]
+    if man.npu is not None and npu_op(prog) is None:
+        return ["it has an NPU but the classifier is hardened (Po2)"]
     adds = {op.name: op for op in ops if type(op).__name__ == "Add"}
     if any(f.add not in adds or getattr(adds[f.add], f.operand) != f.tensor for f in man.skip_fifos):
         return ["a skip FIFO is not on an operand of a residual add"]
