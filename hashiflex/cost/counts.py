@@ -245,7 +245,13 @@ def adder_network(prog: Program, op, lanes: int = 1) -> Network:
         mult = _small([(n, k, slo, shi) for k, n in csd_digits(op.mult)], round_const(op.shift), op.shift, op.clamp_lo,
                       op.clamp_hi, stream_bits(y))
         net = (acc + mult).scaled(c)
-        # timing: only the accumulator works every beat; the scaling tree runs once per image
-        net.depth, net.max_width, net.level_bits = acc.depth, acc.max_width, [b * c for b in acc.level_bits]
+        # timing: the accumulator's adder feeds the scaling tree and the requantizer in the same
+        # cycle (the RTL registers the result in the output FIFO on the last beat): one path
+        # through both (Yosys gate depth: benchmarks/clock_calibration.py). With one beat per
+        # image the accumulator is always zero and adds no level.
+        one_beat = h * -(-w // lanes) == 1
+        net.depth = mult.depth + (0 if one_beat else acc.depth)
+        net.max_width = max(mult.max_width, 0 if one_beat else acc.max_width)
+        net.level_bits = [b * c for b in (([] if one_beat else acc.level_bits) + mult.level_bits)]
         return net
     raise TypeError(f"no adder network for {op!r}")

@@ -14,6 +14,7 @@ from ..ir.sharing import AdderGraphs, load_graphs
 from ..ir.spec import Conv, Program, npu_op
 from ..rtl.common import stream_bits
 from ..rtl.manifest import Manifest, NPUEntry
+from ..rtl.npu import NPUCounts
 from ..rtl.readback import check_program, find_manifest
 from ..rtl.schedule import hw_ops, items, skip_fifos
 from . import model, storage, tech
@@ -151,7 +152,8 @@ def _scaled_fifos(prog: Program, formats) -> list[dict]:
 def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: float, *, pipeline: bool,
              npu: dict | NPUEntry | None = None, manifest: Manifest | None = None) -> dict:
     """Totals of a design. `pipeline`: add the tree pipeline registers the clock needs (model);
-    `npu`: {"lanes", "batch"} or the manifest's npu entry (int8 classifier only)."""
+    `npu`: {"lanes", "batch"} (sized by the model), or the generator's counts: the manifest's npu
+    entry or rtl.npu.NPUCounts (int8 classifier only)."""
     period = 1.0 / clock_ghz if pipeline else None
     layers = [m.estimate(*formats[m.op.name], period_ns=period) for m in models]
     cycles = {L.name: L.cycles for L in layers}
@@ -168,7 +170,7 @@ def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: 
     if nop is not None:
         n, k = (int(s) for s in prog.arrays[nop.weight].shape)
         fb = model.feat_bits(prog, nop)
-        entry = npu if isinstance(npu, NPUEntry) else None
+        entry = npu if isinstance(npu, (NPUEntry, NPUCounts)) else None
         if npu is None:
             hard = max(cycles.values())
             npu_l = model.size_npu(n, k, hard, fb)

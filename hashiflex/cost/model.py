@@ -25,6 +25,7 @@ from ..ir.sharing import AdderGraphs
 from ..rtl.common import fifo_pointer_bits, stream_bits
 from ..rtl.layers import graph_counts
 from ..rtl.manifest import Manifest, NPUEntry
+from ..rtl.npu import NPUCounts
 from ..rtl.schedule import hw_ops
 from . import counts, storage, tech
 
@@ -90,12 +91,14 @@ def array_cost(words: int, width: int, accesses: float, two_port: bool = True, s
 
 
 def stage_delay_ns(depth: int, width: int, requant: bool = True) -> float:
-    return tech.T_REG + (depth + width) * tech.T_FA + (tech.T_REQUANT if requant else 0.0)
+    """A register-to-register stage of `depth` adder levels whose widest adder is `width` bits
+    (ripple-carry: the carry waves of successive levels overlap), ending in the requantizer."""
+    return tech.T_REG + width * tech.T_FA + depth * tech.T_LEVEL + (tech.T_REQUANT if requant else 0.0)
 
 
 def levels_per_stage(period_ns: float, width: int) -> int:
     """Most adder levels a stage can hold at this clock (ripple adders; 0: not reachable)."""
-    return int(math.floor((period_ns - tech.T_REG - tech.T_REQUANT) / tech.T_FA - width + 1e-9))
+    return int(math.floor((period_ns - tech.T_REG - tech.T_REQUANT - width * tech.T_FA) / tech.T_LEVEL + 1e-9))
 
 
 class LayerModel:
@@ -178,7 +181,8 @@ def npu_cycles(n: int, k: int, lanes: int, batch: int, drain: int = tech.DEFAULT
     return (n * -(-k // lanes) + drain) / batch
 
 
-def npu_estimate(n: int, k: int, lanes: int, batch: int, feat_bits: int = 8, entry: NPUEntry | None = None) -> Layer:
+def npu_estimate(n: int, k: int, lanes: int, batch: int, feat_bits: int = 8, entry: NPUEntry | NPUCounts | None = None
+                 ) -> Layer:
     """The programmable NPU: L*B int8 multipliers, B adder trees over L products into int32
     accumulators, B scale multipliers, a single-port weight SRAM of N*K*8 bits (L*8 bits wide) plus
     int32 bias and 16-bit scale per output, double-buffered feature vectors and a logit buffer.

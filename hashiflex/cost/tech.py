@@ -9,8 +9,9 @@ Sources:
          of the cells the reference does not list are OUR ASSUMPTION (marked "assumed").
   [drv]  derived here from [ref] numbers by the arithmetic stated next to it.
   [asm]  assumed: no source; the value is a stated modelling choice (docs/cost.md).
-  [cal]  calibrated against Yosys gate-level synthesis of generated modules
-         (benchmarks/cost_calibration.py; the table is in docs/cost.md).
+  [cal]  calibrated against Yosys gate-level synthesis of generated modules (areas:
+         benchmarks/cost_calibration.py; path delays: benchmarks/clock_calibration.py; the tables
+         are in docs/cost.md).
 """
 from __future__ import annotations
 
@@ -104,11 +105,17 @@ E_SRAM_BIT_LARGE = E_SRAM64_1MB / 64    # [drv] per bit, the NPU's ~1 MB weight 
 E_MAC = E_MUL8 + E_ADD32            # [drv] one int8 multiply + int32 accumulate
 
 # -- timing (ns) -----------------------------------------------------------------------------
-T_FA = 0.020        # [asm] full-adder carry delay in ASAP7 (about 2 FO4 at ~10 ps)
-T_REG = 0.050       # [asm] clock-to-q + setup + skew margin per pipeline stage
-T_REQUANT = 0.040   # [asm] requantize: clamp comparison against constants and the mux
-# A pipeline stage of d adder levels whose widest adder is W bits (ripple-carry adders in a tree:
-# the carry waves of successive levels overlap, so the path is about W + d full-adder delays):
-#   t_stage = T_REG + (d + W) * T_FA (+ T_REQUANT for the stage that ends in the requantizer)
+T_GATE = 0.010      # [asm] one two-input gate of ABC's mapping in a 7nm FinFET library (about one FO4;
+                    # no published figure was at hand offline, so this is the one assumed delay)
+# A register-to-register stage of d adder levels whose widest adder is W bits (ripple-carry adders
+# in a tree: the carry waves of successive levels overlap) ending in the requantizer:
+#   t_stage = T_REG + W * T_FA + d * T_LEVEL + T_REQUANT
+# T_FA, T_LEVEL and T_REQUANT are gate counts fitted to the longest paths Yosys measures on 15
+# generated modules (ripple-carry adders, ABC onto two-input gates, `ltp`; minimax relative error,
+# worst 13.6 %; benchmarks/clock_calibration.py, table in docs/cost.md), times T_GATE:
+T_FA = 1.12 * T_GATE        # [cal] per bit of the widest adder (1.12 gates)
+T_LEVEL = 3.60 * T_GATE     # [cal] per adder level (3.6 gates)
+T_REQUANT = 4 * T_GATE      # [cal] requantize: clamp comparison against constants and the mux (4 gates)
+T_REG = 0.050               # [asm] clock-to-q + setup + skew margin per pipeline stage
 
 DEFAULT_NPU_DRAIN = 3   # cycles between passes over the weights (hashiflex.rtl.npu.DRAIN)

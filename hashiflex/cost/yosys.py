@@ -129,6 +129,7 @@ def _run(kind: str, files, top: str, params: dict | None, body: str, use_cache: 
             msg = " ".join((r.stderr or r.stdout).split())[-400:]
             raise UserError(f"yosys failed on {top}: {msg}")
         res = {p.stem: json.loads(p.read_text()) for p in tdp.glob("*.json")}
+        res.update({p.stem: p.read_text() for p in tdp.glob("*.txt")})
     try:
         cpath.parent.mkdir(parents=True, exist_ok=True)
         tmp = cpath.with_name(f".{cpath.name}.{os.getpid()}")
@@ -268,6 +269,30 @@ def gate_stats(verilog_files, top: str, params: dict | None = None, use_cache: b
     areas = gate_area(cells, fa[1])
     return {"top": top, "cells": cells, "full_adders": fa[0], "half_adders": fa[1], "area": areas,
             "area_um2": areas["total"]}
+
+
+DEPTH_SCRIPT = f"""
+synth -flatten -top {{top}} -run begin:fine
+memory_map
+opt -full
+techmap -map ripple_alu.v
+techmap
+opt -fast
+abc -g {ABC_GATES}
+opt_clean
+tee -q -o {{out}}/ltp.txt ltp -noff
+"""
+
+
+def path_depth(verilog_files, top: str, params: dict | None = None, use_cache: bool = True,
+               timeout: float | None = None) -> int:
+    """Gate depth of `top`'s longest register-to-register (or port) path: ripple-carry adders,
+    ABC mapping onto the two-input gate set above, then Yosys `ltp -noff` (flip-flops cut paths)."""
+    res = _run("depth", verilog_files, top, params, DEPTH_SCRIPT.replace("{top}", top), use_cache, timeout)
+    m = re.search(r"Longest topological path in \S+ \(length=(\d+)\)", res.get("ltp", ""))
+    if m is None:
+        raise UserError(f"yosys ltp gave no path length for {top}")
+    return int(m.group(1))
 
 
 def _fa_split(res: dict) -> tuple[int, int]:

@@ -300,4 +300,28 @@ def load_writes(g: NPUGeometry, weight, bias, scale) -> list[tuple[str, int, lis
     return out
 
 
-__all__ = ["NPUConfig", "NPUGeometry", "load_ports", "load_writes", "npu_verilog", "plan_npu"]
+@dataclass(frozen=True)
+class NPUCounts:
+    """What the generator builds for an NPU geometry, counted from the emitted Verilog (the same
+    fields as the manifest's "npu" entry): the cost model prices a planned NPU from these."""
+    lanes: int
+    batch: int
+    multipliers: int
+    scale_multipliers: int
+    adders: int
+    acc_bits: int
+    register_bits: int
+    memory_bits: int
+    param_memory_bits: int
+    cycles_per_image_with_drain: float
+
+
+def npu_counts(g: NPUGeometry) -> NPUCounts:
+    _, st = npu_verilog(g)
+    return NPUCounts(g.lanes, g.batch, st["multipliers"], st["scale_multipliers"], st["adders"], st["acc_bits"],
+                     st["register_bits"], st["memory_bits"], st["param_memory_bits"],
+                     g.cycles_per_batch(g.out_features) / g.batch)
+
+
+__all__ = ["NPUConfig", "NPUCounts", "NPUGeometry", "load_ports", "load_writes", "npu_counts", "npu_verilog",
+           "plan_npu"]

@@ -121,7 +121,9 @@ def test_area_model_units():
     a_sram, _, s_sram = model.array_cost(1024, 64, 0)
     assert not s_ff and a_ff == pytest.approx(320 * tech.a_mem_ff_bit(10))
     assert s_sram and a_sram < 1024 * 64 * tech.A_REG_BIT
-    assert model.stage_delay_ns(4, 16) == pytest.approx(tech.T_REG + 20 * tech.T_FA + tech.T_REQUANT)
+    assert model.stage_delay_ns(4, 16) == pytest.approx(tech.T_REG + 16 * tech.T_FA + 4 * tech.T_LEVEL + tech.T_REQUANT)
+    per = model.levels_per_stage(1.0, 16)   # the most levels a 1 ns stage holds, and no more
+    assert model.stage_delay_ns(per, 16) <= 1.0 < model.stage_delay_ns(per + 1, 16)
 
 
 def test_estimate_cli_ir_only_json_and_targets(tmp_path, capsys):

@@ -1,0 +1,115 @@
+"""Calibrate the clock model against gate-level logic depth measured by Yosys.
+
+For every module of the cost model's calibration and validation sets (hashiflex.cost.calibrate:
+depthwise, pointwise, full and strided convs at P = 1 and 2, a residual add, pools, on random Po2
+weights of several exponent ranges, plus layers of a small MobileNetV2), the RTL generator writes
+the module and Yosys measures its longest register-to-register path in gates (ripple-carry adders,
+ABC mapping onto two-input gates, `ltp -noff`; hashiflex.cost.yosys.path_depth). The model's
+path is `W * T_FA + d * T_LEVEL + T_REQUANT` (d adder levels, W the widest adder; docs/cost.md)
+on top of T_REG. In gates that is `a * W + b * d + c`; this script fits a, b, c (minimax relative error,
+non-negative), prints every module with the measured depth, the model's delay (tech.py as it
+stands) and the error, and the fitted constants for hashiflex/cost/tech.py (times T_GATE). The Po2 linear is left out: it runs once per image
+and is a multicycle path, which the model does not time.
+
+    python benchmarks/clock_calibration.py [--out DIR] [--no-cache]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hashiflex.cost import calibrate, model, tech  # noqa: E402
+from hashiflex.cost.yosys import path_depth  # noqa: E402
+from hashiflex.ir.spec import Linear  # noqa: E402
+from hashiflex.rtl import generate_rtl  # noqa: E402
+
+
+def cases(out: Path):
+    """(name, kind, verilog files, top, adder levels d, widest adder W) per module."""
+    from hashiflex.ir.build import program_from_qmodel, random_qmodel
+    from hashiflex.models.mobilenetv2 import MobileNetV2Config
+    from hashiflex.quant.config import QuantConfig
+
+    progs = [(name, kind, prog, idx, p) for name, kind, prog, idx, p in calibrate._programs()]
+    cfg = MobileNetV2Config(width_mult=0.25, last_channel=32, input_size=16)
+    mb = program_from_qmodel(random_qmodel(cfg, QuantConfig(exp_bits=3, prune=0.5), seed=0, calib_images=8))
+    for i, op in enumerate(o for o in mb.ops if not isinstance(o, Linear)):
+        if op.name in calibrate.VALIDATION_OPS:
+            progs.append((f"mbv2s_{op.name}", f"MobileNetV2 layer ({model.kind_of(mb, op)})", mb, i, 1))
+    built: dict[int, tuple] = {}
+    for name, kind, prog, idx, p in progs:
+        key = (id(prog), p)
+        if key not in built:
+            d = out / f"{name}_P{p}"
+            built[key] = (d, generate_rtl(prog, d, p))
+        d, man = built[key]
+        mod = man.modules[idx]
+        if mod.kind == "linear":
+            continue
+        lm = next(m for m in model.models_for(prog, man) if m.op.name == mod.op)
+        g = man.input.lanes if idx == 0 else mod.lanes_in or mod.lanes or 1
+        net = lm.network(g, 1)
+        depth = lm.shared[2] if lm.shared else net.depth
+        yield name, kind, [d / "hf_prims.v", d / mod.file], mod.name, int(depth), int(net.max_width)
+
+
+def minimax_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(gates per bit of W, per adder level, fixed) minimising the worst relative error, on a grid
+    (0.02 / 0.05 / 1 gate steps; non-negative, so every constant stays a delay)."""
+    best = None
+    for c in range(0, 9):
+        for kd in np.arange(0.0, 6.0, 0.05):
+            kw = np.arange(0.5, 3.0, 0.02)
+            pred = kw[:, None] * x[:, 0][None, :] + kd * x[:, 1][None, :] + c
+            err = np.abs(pred / y[None, :] - 1).max(axis=1)
+            i = int(np.argmin(err))
+            if best is None or err[i] < best[0] - 1e-12:
+                best = (err[i], float(kw[i]), float(kd), float(c))
+    return best[1], best[2], best[3]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", help="folder for the generated modules (default: a temporary one)")
+    ap.add_argument("--no-cache", action="store_true", help="re-run Yosys even when a cached result exists")
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="hf_clock_") as td:
+        out = Path(a.out or td)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for name, kind, files, top, d, w in cases(out):
+            rows.append((name, kind, d, w, path_depth(files, top, use_cache=not a.no_cache)))
+    timed = [r for r in rows if "add" not in r[1]]
+    x = np.array([[r[3], r[2], 1.0] for r in timed])
+    y = np.array([r[4] for r in timed], dtype=float)
+    kw, kd, c = minimax_fit(x, y)
+    print(f"fit (minimax relative error over {len(timed)} modules; {time.time() - t0:.0f} s): "
+          f"gate depth = {kw:.2f} x W + {kd:.2f} x d + {c:.0f}")
+    print(f"model (tech.py): {tech.T_FA / tech.T_GATE:.2f} x W + {tech.T_LEVEL / tech.T_GATE:.2f} x d + "
+          f"{tech.T_REQUANT / tech.T_GATE:.0f} gates of T_GATE = {tech.T_GATE * 1000:.0f} ps\n")
+    print("| module | kind | adder levels d | widest adder W | Yosys gate depth | model (gates) | model ps | error |")
+    print("|---|---|---|---|---|---|---|---|")
+    worst = 0.0
+    for name, kind, d, w, meas in rows:
+        pred = (w * tech.T_FA + d * tech.T_LEVEL + tech.T_REQUANT) / tech.T_GATE   # the model as it stands
+        err = pred / meas - 1
+        if "add" not in kind:
+            worst = max(worst, abs(err))
+        print(f"| {name} | {kind} | {d} | {w} | {meas} | {pred:.1f} | {pred * tech.T_GATE * 1000:.0f} | "
+              f"{100 * err:+.1f} %{'' if 'add' not in kind else ' (not fitted)'} |")
+    print(f"\nworst error over the fitted modules {100 * worst:.1f} % (limit 15 %); residual adds are left out of the "
+          "fit: a two-operand sum plus the rounding constant, never the slowest path of a layer chain")
+    print(f"fitted constants at T_GATE = {tech.T_GATE * 1000:.0f} ps: T_FA = {kw * tech.T_GATE * 1000:.1f} ps, "
+          f"T_LEVEL = {kd * tech.T_GATE * 1000:.1f} ps, T_REQUANT = {c * tech.T_GATE * 1000:.0f} ps")
+    return 0 if worst <= 0.15 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The per-layer plan: one source of truth for the RTL generator and the cost model.
+
+A plan gives every hardware layer its stream format (G pixels of a row x V rows per beat), the
+NPU's lanes and batch, the clock it was balanced for and the figures the cost model predicted for
+it. `hashiflex estimate BUILD --target-ips X --write-plan FILE` (or `compile --target-ips X`)
+writes one from the balancer (hashiflex.cost.balance); `hashiflex compile --plan FILE` generates
+it, and keeps it as BUILD/plan.json, so `hashiflex estimate BUILD` prices the build at the plan's
+clock and checks the prediction against what was generated.
+
+What the generator supports today (`parallelism_of` refuses the rest with one line): V = 1, and
+the lanes plan_lanes derives from the first layer's P and the strides (no width converters), with
+unpipelined adder trees (the clock at or below the trees' own fmax). Spec: docs/cost.md.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+
+from ..checkpoint import atomic_write
+from ..errors import UserError, os_error_hint
+from ..ir.spec import Conv, Program, npu_op
+from .generate import plan_lanes
+from .schedule import hw_ops
+
+FORMAT = "hashiflex-plan"
+VERSION = 1
+FILE = "plan.json"
+
+Lanes = Annotated[StrictInt, Field(ge=1, le=1 << 12)]
+Figure = Annotated[StrictInt | StrictFloat, Field(ge=0, le=1 << 60)]
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class LayerFormat(_Entry):
+    op: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+    lanes: Lanes          # G: pixels of a row per beat of the layer's input stream
+    rows: Lanes           # V: rows per beat
+
+
+class NPUPlan(_Entry):
+    lanes: Lanes
+    batch: Annotated[StrictInt, Field(ge=1, le=1 << 12)]
+
+
+class Predicted(_Entry):
+    """The cost model's figures for the plan (hashiflex.cost), at `Plan.clock_ghz`."""
+    cycles_per_image: Figure
+    images_per_s: Figure
+    area_mm2: Figure
+    energy_pj_per_image: Figure
+    adders: Figure
+    adder_bits: Figure
+
+
+class Plan(_Entry):
+    format: Literal["hashiflex-plan"] = FORMAT
+    version: Literal[1] = VERSION
+    clock_ghz: Annotated[StrictInt | StrictFloat, Field(gt=0, le=20)]
+    pipelined_trees: StrictBool
+    layers: list[LayerFormat] = Field(min_length=1, max_length=1 << 16)
+    npu: NPUPlan | None
+    predicted: Predicted
+
+    def formats(self) -> dict[str, tuple[int, int]]:
+        return {f.op: (f.lanes, f.rows) for f in self.layers}
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(), indent=1, sort_keys=True) + "\n"
+
+
+def plan_from(formats: dict[str, tuple[int, int]], npu: dict | None, clock_ghz: float, pipelined: bool,
+              figures: dict) -> Plan:
+    """A plan from a design of the cost model (hashiflex.cost.design.evaluate's result fields)."""
+    return Plan(clock_ghz=float(clock_ghz), pipelined_trees=bool(pipelined),
+                layers=[LayerFormat(op=op, lanes=int(g), rows=int(v)) for op, (g, v) in formats.items()],
+                npu=NPUPlan(lanes=int(npu["lanes"]), batch=int(npu["batch"])) if npu else None,
+                predicted=Predicted(**{k: figures[k] for k in Predicted.model_fields}))
+
+
+def write_plan(plan: Plan, path) -> Path:
+    path = Path(path)
+    try:
+        atomic_write(path, lambda tmp: Path(tmp).write_text(plan.to_json()))
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {os_error_hint(e)}") from None
+    return path
+
+
+def read_plan(path, redo: str = "write it with 'hashiflex estimate BUILD --target-ips X --write-plan FILE'") -> Plan:
+    """A plan file, checked against the schema on read (one line naming the field on failure)."""
+    p = Path(path)
+    try:
+        obj = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"plan {p} not found; {redo}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"plan {p} is not valid JSON ({type(e).__name__}); {redo}") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise UserError(f"{p} is not a hashiflex plan; {redo}")
+    if obj.get("version") != VERSION:
+        raise UserError(f"{p} has plan version {obj.get('version')!r}; this hashiflex reads version {VERSION}; {redo}")
+    try:
+        return Plan.model_validate(obj)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith(("function-", "constrained-")))
+        raise UserError(f"{p}: {loc or 'plan'}: {err['msg'].removeprefix('Value error, ')}; {redo}") from None
+
+
+def parallelism_of(prog: Program, plan: Plan) -> int:
+    """The first layer's P that generates exactly this plan, or a one-line UserError naming the
+    first thing the generator does not support (never a different design)."""
+    ops = hw_ops(prog)
+    names = [op.name for op in ops]
+    if [f.op for f in plan.layers] != names:
+        raise UserError(f"the plan's layers are not this network's hardware layers ({len(plan.layers)} in the plan, "
+                        f"{len(names)} in the network, first: {names[0]}): write the plan for this build")
+    if (plan.npu is None) != (npu_op(prog) is None):
+        raise UserError("the plan's NPU does not match the network's classifier (an NPU exactly for an int8 one)")
+    if plan.pipelined_trees:
+        raise UserError(f"the plan pipelines the adder trees for {plan.clock_ghz:g} GHz, which the RTL does not "
+                        "generate yet: plan for a clock at or below the trees' own fmax (estimate reports it)")
+    for f in plan.layers:
+        if f.rows != 1:
+            raise UserError(f"plan layer {f.op}: {f.rows} rows per beat (V > 1) is not generated by the RTL yet; "
+                            "plan with V = 1 (e.g. compile --target-ips, which plans for the generator)")
+    first, g0 = ops[0], plan.layers[0].lanes
+    p = g0 // first.stride[1] if isinstance(first, Conv) and g0 > 1 else 1
+    lanes, _ = plan_lanes(prog, p)
+    for op, f in zip(ops, plan.layers):
+        got = lanes[prog.op_inputs(op)[0]]
+        if got != f.lanes:
+            raise UserError(f"plan layer {f.op}: {f.lanes} pixels per beat, but the RTL feeds it {got} (lanes follow "
+                            f"the first layer's P = {p} and the strides; per-layer lanes with width converters are not "
+                            "generated yet)")
+    return p
+
+
+__all__ = ["FILE", "LayerFormat", "NPUPlan", "Plan", "Predicted", "parallelism_of", "plan_from", "read_plan",
+           "write_plan"]
