@@ -10,7 +10,7 @@ from .common import staged_folder
 
 
 RTL_FIGURES = ("adders", "adder_bits", "register_bits", "expected_cycles_per_image", "parallelism", "shared",
-               "adders_naive", "adder_bits_naive")
+               "adders_naive", "adder_bits_naive", "pipeline_levels")
 
 
 def _npu_config(args, prog):
@@ -81,6 +81,11 @@ def run(args):
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed must be >= 0 (got {args.seed})")
     planned = _check_plan_options(args)
+    k = getattr(args, "pipeline_levels", None)
+    if k is not None and not 1 <= k <= 64:
+        raise UserError(f"--pipeline-levels must be 1..64 (got {k})")
+    if k is not None and (planned or args.no_rtl):
+        raise UserError("--pipeline-levels applies to RTL built with --parallelism (plans do not pipeline yet)")
     t0 = time.time()
     out = Path(args.out)
     with staged_folder(out) as stage:  # IR and RTL move into --out only once all of them are written
@@ -110,7 +115,8 @@ def run(args):
             from ..rtl import generate_rtl
 
             m = generate_rtl(prog, stage / "rtl", parallelism, share=graphs is not None,
-                             npu=npu if planned else _npu_config(args, prog), graphs=graphs)
+                             npu=npu if planned else _npu_config(args, prog), graphs=graphs,
+                             pipeline_levels=getattr(args, "pipeline_levels", None))
     files = {k: str(out / Path(v).name) for k, v in files.items()}
     result = dict(summarize(prog), **files, build=str(args.out), source=args.arch or args.checkpoint)
     summary = (f"compiled {result['source']} into {args.out}: {result['ops']} ops, "

@@ -35,6 +35,8 @@ def layer_table(d: dict) -> str:
 
 def totals(d: dict) -> str:
     clock = (f"pipelined trees (model) at {d['clock_ghz']:.3f} GHz" if d.get("trees_pipelined") else
+             f"conv trees pipelined every {d['pipeline_levels']} levels as generated: fmax "
+             f"{d['clock_fmax_ghz']:.3f} GHz set by {d['clock_critical_layer']}" if d.get("pipeline_levels") else
              f"unpipelined trees: fmax {d['clock_fmax_ghz']:.3f} GHz set by {d['clock_critical_layer']}")
     lines = [f"throughput {d['images_per_s']:,.0f} images/s = {d['clock_ghz']:.3f} GHz / "
              f"{d['cycles_per_image']:,.1f} cycles per image (bottleneck {d['bottleneck']})",

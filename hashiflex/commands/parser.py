@@ -182,6 +182,9 @@ def _add_compile(sub) -> None:
     p.add_argument("--plan", metavar="FILE",
                    help="generate this per-layer plan (from 'hashiflex estimate BUILD --target-ips X --write-plan "
                         "FILE'); formats the RTL does not generate are refused")
+    p.add_argument("--pipeline-levels", type=int, metavar="K",
+                   help="a register after every K adder levels of every conv (1..64; default: unpipelined "
+                        "trees); raises the clock the trees allow, adds latency and registers")
     p.add_argument("--no-rtl", action="store_true", help="write only the IR, not the Verilog")
     p.add_argument("--classifier", choices=["npu", "po2"],
                    help="with --arch: int8 programmable final layer (npu, default) or fully hardened Po2 (po2)")

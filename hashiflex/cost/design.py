@@ -212,4 +212,5 @@ def as_generated(prog: Program, manifest: Manifest | None, clock_ghz: float | No
     if manifest is not None:
         res["manifest_cycles_per_image"] = manifest.expected_cycles_per_image
         res["manifest_adders"], res["manifest_adder_bits"] = manifest.adders, manifest.adder_bits
+        res["pipeline_levels"] = manifest.pipeline_levels
     return res

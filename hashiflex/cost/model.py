@@ -109,6 +109,8 @@ class LayerModel:
         self.kind = kind_of(prog, op)
         self._net = network
         self.shared = shared_per_copy      # (adders, adder_bits, depth) of one copy from the manifest
+        self.pipeline_levels = None        # a build's conv trees cut every k levels (manifest), and
+        self.pipe_bits = 0                 # the pipeline register bits it emitted for them
         self._pool_nets: dict[int, counts.Network] = {}
         self._taps = None
         # once-per-image logic (the Po2 classifier) has a whole image's cycles: a multicycle path
@@ -123,6 +125,11 @@ class LayerModel:
         if self._net is None:
             self._net = counts.adder_network(self.prog, self.op)
         return self._net
+
+    def timing_depth(self) -> int:
+        """Adder levels on the layer's longest register-to-register path, as generated."""
+        d = self.shared[2] if self.shared else self.network().depth
+        return min(d, self.pipeline_levels) if self.pipeline_levels else d
 
     def out_pixels(self) -> int:
         t = self.prog.tensors[self.op.output]
@@ -160,7 +167,10 @@ class LayerModel:
                 L.sram_bits += words * width
             else:
                 L.ff_array_bits += words * width
-        if period_ns is not None and self.timed and depth and stage_delay_ns(depth, net.max_width) > period_ns:
+        if self.pipeline_levels:   # pipelined as generated: the registers the emitter declared
+            L.pipe_reg_bits = self.pipe_bits
+            e += L.pipe_reg_bits * self.out_pixels() / max(k, 1) * tech.E_FF_BIT
+        elif period_ns is not None and self.timed and depth and stage_delay_ns(depth, net.max_width) > period_ns:
             per = levels_per_stage(period_ns, net.max_width)
             if per < 1:
                 raise UserError(f"layer {op.name}: {net.max_width}-bit ripple adders cannot meet a {period_ns:.3f} ns "
@@ -273,7 +283,7 @@ def summarize(layers: list[Layer], cycles: dict[str, float], clock_ghz: float, e
 
 def critical(models: list[LayerModel]) -> tuple[str, float]:
     """(layer, ns) of the slowest unpipelined register-to-register path (trees as generated)."""
-    return max(((m.op.name, stage_delay_ns(m.shared[2] if m.shared else m.network().depth, m.network().max_width))
+    return max(((m.op.name, stage_delay_ns(m.timing_depth(), m.network().max_width))
                 for m in models if m.timed), key=lambda t: t[1])
 
 
@@ -303,5 +313,9 @@ def models_for(prog: Program, manifest: Manifest | None = None, graphs: AdderGra
         lm = LayerModel(prog, op, shared_per_copy=shared)
         if shared is not None and not shared[2]:
             lm.shared = (shared[0], shared[1], lm.network().depth)
+        if m is not None and m.pipeline_stages is not None:   # registers beyond the unpipelined module's
+            g = m.lanes_in or 1
+            lm.pipeline_levels = manifest.pipeline_levels
+            lm.pipe_bits = m.register_bits - storage.storage(prog, op, g, 1, trim=False).total_bits
         out.append(lm)
     return out

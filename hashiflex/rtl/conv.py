@@ -114,6 +114,8 @@ def _emit_control(net: Net, p: ConvPlan) -> None:
     needs no input or has one, unless the output stage is full."""
     L = net.lines
     L.append("wire o_free;")
+    if net.k:
+        L.append("wire pen;")   # the adder pipeline moves (its last stage is empty or handed over)
     net.reg("wv")
     (sh, sw), (ph, pw) = p.stride, p.pad
     if p.g == 1:
@@ -135,7 +137,7 @@ def _emit_control(net: Net, p: ConvPlan) -> None:
         conds[axis] = (f"{axis.upper()}IN[{var}]", f"{axis.upper()}OUT[{var}]")
     L.append(f"wire need_in = {conds['r'][0]} & {conds['c'][0]};")
     L.append(f"wire is_out = {conds['r'][1]} & {conds['c'][1]};")
-    L.append("wire stall = wv & ~o_free;")
+    L.append(f"wire stall = wv & ~{'pen' if net.k else 'o_free'};")
     L.append("wire adv = (~need_in | in_valid) & ~stall;")
     L.append("assign in_ready = need_in & ~stall;")
 
@@ -187,13 +189,13 @@ def _emit_counters(net: Net, p: ConvPlan) -> None:
     if ht > 1:
         step = f"(y == {lit(ht - 1, yw)}) ? {lit(0, yw)} : y + 1'b1"
         L.append(f"        if ({f'x == {lit(wt - 1, xw)}' if wt > 1 else '1'}) y <= {step};")
-    L += ["    end else if (o_free) begin", "        wv <= 1'b0;", "    end", "end"]
+    L += [f"    end else if ({'pen' if net.k else 'o_free'}) begin", "        wv <= 1'b0;", "    end", "end"]
 
 
 def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerGraph | None):
     """Every output lane's adder network (the shared graph, or one tree per output channel) and
     requantizers. Returns (lane output nets, taps read, the naive trees' counting Net)."""
-    L, g, bi, bo, kh, kw = net.lines, p.g, p.bi, p.bo, p.kh, p.kw
+    g, bi, bo, kh, kw = p.g, p.bi, p.bo, p.kh, p.kw
     sw = p.stride[1]
     codes = prog.arrays[op.weight].astype(np.int64)
     bias = prog.arrays[op.bias]
@@ -229,7 +231,7 @@ def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerG
             if cst[o] is None:
                 bt = naive.const_term(acc0[o])
                 naive.tree(terms(o, lambda *_: leaf, 0) + ([bt] if bt else []))
-    lane_outs = []
+    lane_outs, lane_vals = [], []
     p_out, col = p.col.out_lanes, p.col
     for lane in range(p_out):
         j0 = 0 if g == 1 else lane * sw + sw - 1
@@ -240,7 +242,7 @@ def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerG
         outs = []
         for o in range(p.c_out):
             if cst[o] is not None:
-                outs.append(lit(cst[o], bo))
+                outs.append((lit(cst[o], bo), -1))
                 continue
             if graph is None:
                 ts = terms(o, tap, j0)
@@ -249,26 +251,73 @@ def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerG
             else:   # the graph's output includes the bias and rounding constant
                 root = roots[o]
             q, _, _ = net.requant(root, op.shift, op.clamp_lo, op.clamp_hi, bo)
-            outs.append(q)
-        lw = p.c_out * bo
-        net.wire(f"lane{lane}", lw, _concat(outs))
-        if g > 1 and (col.nob - 1) * p_out + lane >= p.ow:  # past the row's end in its last beat: zero
-            if p.wt > 1 and "reg wlast;" not in L:  # the window holds the row's last output chunk
-                net.reg("wlast")
-                L.append(f"always @(posedge clk) if (adv) wlast <= x == {lit(col.nob - 1 - col.first, p.xw)};")
-            net.wire(f"olane{lane}", lw, f"wlast ? {lit(0, lw)} : lane{lane}" if p.wt > 1 else lit(0, lw))
-            lane_outs.append(f"olane{lane}")
-        else:
-            lane_outs.append(f"lane{lane}")
+            outs.append((q, root.sig.stage if root is not None else -1))
+        lane_vals.append(outs)
+        if not net.k:
+            lane_outs.append(_lane_wire(net, p, lane, [q for q, _ in outs], "wlast"))
+    if net.k:   # every output at the deepest stage, then the lanes (the row-end flag delayed alike)
+        stage = max([s for outs in lane_vals for _, s in outs] + [0])
+        wlast = "wlast"
+        if g > 1 and p.wt > 1 and any((col.nob - 1) * p_out + k >= p.ow for k in range(p_out)):
+            _wlast(net, p)
+            wlast = net.at_stage(Sig("wlast", 0, 1), stage).name
+        for lane, outs in enumerate(lane_vals):
+            qs = [_delay_to(net, q, s, stage, bo) for q, s in outs]
+            lane_outs.append(_lane_wire(net, p, lane, qs, wlast))
+        net.stages = stage
     return lane_outs, taps, naive, graph is not None
 
 
-def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: LayerGraph | None = None):
+def _delay_to(net: Net, q: str, stage: int, target: int, width: int) -> str:
+    """A requantized output `q` (at `stage`; -1: a literal) delayed to the module's last stage."""
+    if stage < 0 or stage >= target:
+        return q
+    prev = q
+    for s in range(stage + 1, target + 1):
+        net.pipe_reg(f"{q}_s{s}", width, prev)
+        prev = f"{q}_s{s}"
+    return prev
+
+
+def _wlast(net: Net, p: ConvPlan) -> None:
+    """The flag "the window holds the row's last output chunk" (lanes past the row's end are zero)."""
+    if "reg wlast;" not in net.lines:
+        net.reg("wlast")
+        net.lines.append(f"always @(posedge clk) if (adv) wlast <= x == {lit(p.col.nob - 1 - p.col.first, p.xw)};")
+
+
+def _lane_wire(net: Net, p: ConvPlan, lane: int, qs: list[str], wlast: str) -> str:
+    """Output lane `lane`: its channels, or zeros past the row's end in a row's last beat."""
+    col, p_out, lw = p.col, p.col.out_lanes, p.c_out * p.bo
+    net.wire(f"lane{lane}", lw, _concat(qs))
+    if p.g > 1 and (col.nob - 1) * p_out + lane >= p.ow:  # past the row's end in its last beat: zero
+        if p.wt > 1:
+            _wlast(net, p)
+        net.wire(f"olane{lane}", lw, f"{wlast} ? {lit(0, lw)} : lane{lane}" if p.wt > 1 else lit(0, lw))
+        return f"olane{lane}"
+    return f"lane{lane}"
+
+
+def _emit_valid_pipe(net: Net) -> str:
+    """The valid bit of each pipeline stage (reset to empty) and the pipeline's move condition;
+    returns the last stage's valid, which feeds the output FIFO."""
+    prev = "wv"
+    for s in range(1, net.stages + 1):
+        net.reg(f"pv{s}")
+        net.lines.append(f"always @(posedge clk) if (rst) pv{s} <= 1'b0; else if (pen) pv{s} <= {prev};")
+        prev = f"pv{s}"
+    net.lines.append(f"assign pen = ~{prev} | o_free;" if net.stages else "assign pen = o_free;")
+    return prev
+
+
+def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: LayerGraph | None = None,
+                pipeline: int | None = None):
     """The module of a conv whose input carries `lanes` pixels per beat; `solved`: the layer's shared
-    adder graph (hashiflex.ir.sharing), else one tree per output channel. Plan, then emit the
-    control, the window, the counters and the adder network, in that order."""
+    adder graph (hashiflex.ir.sharing), else one tree per output channel; `pipeline` k: a register
+    after every k adder levels (docs/architecture.md). Plan, then emit the control, the window, the
+    counters and the adder network, in that order."""
     p = plan_conv(op, prog, lanes)
-    net = Net()
+    net = Net(pipeline=pipeline)
     _emit_control(net, p)
     _emit_window(net, p)
     _emit_counters(net, p)
@@ -276,7 +325,7 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
     g, p_out, col, bi, cw = p.g, p.col.out_lanes, p.col, p.bi, p.cw
     ow_bits = p_out * p.c_out * p.bo
     net.wire("o_data", ow_bits, _concat(lane_outs))
-    _out_fifo(net, ow_bits, "wv")
+    _out_fifo(net, ow_bits, _emit_valid_pipe(net) if net.k else "wv")
     unused = [f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if cw > 1 else f"w{ky}_{j}"
               for ky in range(p.kh) for j in range(min(g, p.kw - 1 + g)) for c in range(p.c_in) if (c, ky, j) not in taps]
     if p.wt <= 1 and any(g > 1 and (col.nob - 1) * p_out + k >= p.ow for k in range(p_out)):
@@ -286,7 +335,8 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
     return Module(name, "conv", op.name, text, ["in"], [g * cw], ow_bits, p.ht * p.wt, net.adders, net.adder_bits,
                   net.reg_bits, {"kernel": [p.kh, p.kw], "stride": list(op.stride), "padding": list(op.padding),
                                  "groups": p.groups, "traversal": [p.ht, p.wt], "lanes_in": g, "lanes_out": p_out,
-                                 **adder_info(net, naive, shared, p_out)})
+                                 **adder_info(net, naive, shared, p_out),
+                                 **({"pipeline_stages": net.stages} if pipeline else {})})
 
 
 def adder_info(net: Net, naive: Net, shared: bool, copies: int = 1) -> dict:

@@ -36,6 +36,8 @@ class Sig:
     lo: int
     hi: int
     depth: int = 0        # adder levels from the module's inputs (0: an input or a constant)
+    stage: int = 0        # pipeline registers passed (pipelined nets; -1: a constant, valid at any stage)
+    lvl: int = 0          # adder levels since the last pipeline register
 
     @property
     def width(self) -> int:
@@ -56,9 +58,12 @@ class Term:
 class Net:
     """Body lines of one module plus its adder and register statistics.
 
-    emit=False only counts (adders, adder bits, depth): no lines are written."""
+    emit=False only counts (adders, adder bits, depth): no lines are written.
+    pipeline=k: a register (enabled by the module's `pen`) after every k adder levels; an operand
+    from an earlier stage is delayed to its partner's stage first, so every sum adds values of one
+    image (`stages` is the deepest stage reached; `at_stage` aligns any signal)."""
 
-    def __init__(self, emit: bool = True):
+    def __init__(self, emit: bool = True, pipeline: int | None = None):
         self.lines: list[str] = []
         self.emit = emit
         self.n = 0
@@ -68,6 +73,9 @@ class Net:
         self.reg_bits = 0     # flip-flops declared with reg() (and FIFOs instantiated with count_regs())
         self.mem_bits = 0     # memory arrays declared with mem()
         self.consts: dict[tuple[int, int], Sig] = {}
+        self.k = pipeline
+        self.stages = 0
+        self._delayed: dict[tuple[str, int], Sig] = {}
 
     def fresh(self, prefix: str = "n") -> str:
         self.n += 1
@@ -106,7 +114,7 @@ class Net:
         w = bits_for(value, value)
         key = (value, w)
         if key not in self.consts:
-            s = Sig(self.fresh("k"), value, value)
+            s = Sig(self.fresh("k"), value, value, stage=-1)
             self.wire(s.name, w, lit(value, w))
             self.consts[key] = s
         return self.consts[key]
@@ -118,7 +126,29 @@ class Net:
         tz = (mag & -mag).bit_length() - 1
         return Term(self.const(mag >> tz), tz, value < 0)
 
+    def pipe_reg(self, name: str, width: int, src: str) -> None:
+        """A pipeline register: declared, counted, loaded from `src` whenever the pipeline moves."""
+        self.reg(name, width)
+        if self.emit:
+            self.lines.append(f"always @(posedge clk) if (pen) {name} <= {src};")
+
+    def at_stage(self, s: Sig, stage: int) -> Sig:
+        """`s` delayed by pipeline registers until `stage` (constants and same-stage signals as is)."""
+        if s.stage < 0 or s.stage >= stage:
+            return s
+        key = (s.name, stage)
+        if key not in self._delayed:
+            prev = self.at_stage(s, stage - 1)
+            d = Sig(f"{s.name}_s{stage}", s.lo, s.hi, s.depth, stage, 0)
+            self.pipe_reg(d.name, s.width, prev.name)
+            self._delayed[key] = d
+        return self._delayed[key]
+
     def add(self, a: Term, b: Term) -> Term:
+        if self.k:
+            st = max(a.sig.stage, b.sig.stage, 0)
+            a = Term(self.at_stage(a.sig, st), a.shift, a.neg)
+            b = Term(self.at_stage(b.sig, st), b.shift, b.neg)
         m = min(a.shift, b.shift)
         if a.neg and not b.neg:
             a, b = b, a
@@ -128,7 +158,8 @@ class Net:
             lo, hi = (a.sig.lo << la) - (b.sig.hi << lb), (a.sig.hi << la) - (b.sig.lo << lb)
         else:
             lo, hi = (a.sig.lo << la) + (b.sig.lo << lb), (a.sig.hi << la) + (b.sig.hi << lb)
-        y = Sig(self.fresh(), lo, hi, max(a.sig.depth, b.sig.depth) + 1)
+        y = Sig(self.fresh(), lo, hi, max(a.sig.depth, b.sig.depth) + 1, max(a.sig.stage, b.sig.stage, 0),
+                max(a.sig.lvl, b.sig.lvl) + 1)
         w = y.width
         if self.emit:
             self.wire(y.name, w)
@@ -139,6 +170,11 @@ class Net:
         self.adders += 1
         self.adder_bits += w
         self.depth = max(self.depth, y.depth)
+        if self.k and y.lvl >= self.k:   # k levels since the last register: cut here
+            r = Sig(f"{y.name}_p", y.lo, y.hi, y.depth, y.stage + 1, 0)
+            self.pipe_reg(r.name, w, y.name)
+            self.stages = max(self.stages, r.stage)
+            y = r
         return Term(y, m, a.neg and b.neg)
 
     def graph_terms(self, g, inp) -> list[Term | None]:

@@ -131,25 +131,26 @@ class TopWiring:
     reg_bits: int = 0
 
 
-def emit_modules(prog: Program, ops: list, lanes: dict[str, int], graphs: AdderGraphs | None, out: Path
-                 ) -> list[Module]:
+def emit_modules(prog: Program, ops: list, lanes: dict[str, int], graphs: AdderGraphs | None, out: Path,
+                 pipeline: int | None = None) -> list[Module]:
     """One module file per hardware op, then the primitives."""
     modules = []
     for i, op in enumerate(ops):
         solved = graphs.get(op.name) if graphs is not None else None
-        m = layer_module(f"hf_l{i:02d}_{_sanitize(op.name)}", op, prog, lanes[prog.op_inputs(op)[0]], solved)
+        m = layer_module(f"hf_l{i:02d}_{_sanitize(op.name)}", op, prog, lanes[prog.op_inputs(op)[0]], solved,
+                         pipeline)
         _write(out / f"{m.name}.v", m.text)
         modules.append(m)
     _write(out / PRIMS_FILE, PRIMS_V)
     return modules
 
 
-def wire_streams(prog: Program, ops: list, lanes: dict[str, int], inp: PortStream, outs: list[PortStream]
-                 ) -> TopWiring:
+def wire_streams(prog: Program, ops: list, lanes: dict[str, int], inp: PortStream, outs: list[PortStream],
+                 extra: dict[str, int] | None = None) -> TopWiring:
     """Every tensor has one producer stream; its consumers are module ports and top outputs. A
     stream with several consumers goes through an hf_fork; a residual operand that must wait for
     the other goes through a skip FIFO of the schedule's depth."""
-    fifo_depths = skip_fifos(prog, lanes)
+    fifo_depths = skip_fifos(prog, lanes, extra)
     sid = {prog.input: "s_in"}
     for i, op in enumerate(ops):
         sid[op.output] = f"s{i:02d}"
@@ -249,7 +250,7 @@ def module_entry(m: Module, p: int) -> ModuleEntry:
 
 
 def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, share: bool = True,
-                 npu=None, graphs: AdderGraphs | None = None) -> Manifest:
+                 npu=None, graphs: AdderGraphs | None = None, pipeline_levels: int | None = None) -> Manifest:
     """Write the streaming RTL of `prog` (interval analysis must have run) into out_dir: one .v
     per layer module, hf_prims.v, hf_top.v, hf_top_shell.v and manifest.json (each written to a
     temporary name, then renamed). `parallelism` is the first layer's P (output pixels per cycle)
@@ -258,7 +259,11 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, 
     without it, `share` runs the pass here, and share=False gives one tree per output channel.
     `npu` (an rtl.npu.NPUConfig): with an int8 classifier, also the NPU and the chip top hf_chip
     (manifest entry "npu", docs/npu.md); the files above are the same with or without it.
+    `pipeline_levels` k: every conv's adder network gets a register after every k adder levels
+    (each module's stages are in the manifest; skip FIFOs grow by the stages they must cover).
     Returns the manifest (rtl.manifest.Manifest)."""
+    if pipeline_levels is not None and not 1 <= pipeline_levels <= 64:
+        raise UserError(f"--pipeline-levels must be 1..64 (got {pipeline_levels})")
     if any(op.acc_lo is None for op in prog.ops):
         raise UserError("the program has no interval analysis: run hashiflex.ir.intervals.analyze first")
     empty = [t.name for t in prog.tensors.values() if 0 in t.shape]
@@ -270,10 +275,10 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, 
     ops = hw_ops(prog)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    modules = emit_modules(prog, ops, lanes, graphs, out)
+    modules = emit_modules(prog, ops, lanes, graphs, out, pipeline_levels)
     inp = port_stream(prog, "in", prog.input, lanes[prog.input])
     outs = [port_stream(prog, port, t, lanes[t]) for port, t in hw_outputs(prog)]
-    top = wire_streams(prog, ops, lanes, inp, outs)
+    top = wire_streams(prog, ops, lanes, inp, outs, {m.op: m.info.get("pipeline_stages", 0) for m in modules})
     blocks = write_top_and_shell(prog, ops, modules, lanes, top, out)
 
     cycles = {"input": inp.beats}
@@ -290,7 +295,7 @@ def generate_rtl(prog: Program, out_dir, parallelism: int | dict[str, int] = 1, 
         adder_bits_naive=sum(m.info.get("adder_bits_naive", m.adder_bits) for m in modules),
         register_bits=sum(m.register_bits for m in modules) + top.reg_bits,
         expected_cycles_per_image=cycles[bottleneck], bottleneck=bottleneck, out_fifo_depth=OUT_FIFO_DEPTH,
-        shell=Shell(top=SHELL, file=SHELL_FILE, blocks=blocks), sha256={})
+        shell=Shell(top=SHELL, file=SHELL_FILE, blocks=blocks), pipeline_levels=pipeline_levels, sha256={})
     if npu is not None:
         from .chip import emit_npu
         man = man.model_copy(update={"npu": emit_npu(prog, out, man, npu, _write)})

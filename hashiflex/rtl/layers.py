@@ -163,11 +163,14 @@ def graph_counts(prog: Program, op, solved: LayerGraph) -> tuple[int, int, int]:
     return net.adders, net.adder_bits, net.depth
 
 
-def layer_module(name: str, op, prog: Program, lanes: int = 1, solved: LayerGraph | None = None) -> Module:
+def layer_module(name: str, op, prog: Program, lanes: int = 1, solved: LayerGraph | None = None,
+                 pipeline: int | None = None) -> Module:
     """The module of one op whose input streams carry `lanes` pixels per beat; `solved`: its shared
-    adder graph (pointwise and full convs and the Po2 linear; hashiflex.ir.sharing), else trees."""
+    adder graph (pointwise and full convs and the Po2 linear; hashiflex.ir.sharing), else trees;
+    `pipeline` k: convs register their adder network every k levels (the other modules' paths are
+    short, and the Po2 linear is a once-per-image multicycle path)."""
     if isinstance(op, Conv):
-        return conv_module(name, op, prog, lanes, solved)
+        return conv_module(name, op, prog, lanes, solved, pipeline)
     if isinstance(op, Add):
         return add_module(name, op, prog, lanes)
     if isinstance(op, AvgPool):

@@ -147,9 +147,12 @@ class ModuleEntry(_Entry):
     traversal: list[Dim] | None = Field(None, min_length=2, max_length=2)
     mult: Count | None = None
     shift: Annotated[StrictInt, Field(ge=0, le=1 << 10)] | None = None
+    pipeline_stages: Annotated[StrictInt, Field(ge=0, le=1 << 10)] | None = None   # pipelined convs
 
     @model_validator(mode="after")
     def _kind_fields(self):
+        if self.pipeline_stages is not None and self.kind != "conv":
+            raise ValueError(f"module {self.name}: only convs are pipelined")
         given = {k for k in KIND_FIELDS["all"] if getattr(self, k) is not None}
         if given != KIND_FIELDS[self.kind]:
             diff = sorted(given ^ KIND_FIELDS[self.kind])
@@ -280,6 +283,7 @@ class Manifest(_Entry):
     expected_cycles_per_image: Pos
     bottleneck: Name
     out_fifo_depth: Literal[2]
+    pipeline_levels: Annotated[StrictInt, Field(ge=1, le=64)] | None = None
     shell: Shell
     npu: NPUEntry | None = None
     sha256: dict[FileName, Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]]
@@ -297,6 +301,9 @@ class Manifest(_Entry):
         if sum(m.adders_naive for m in self.modules) != self.adders_naive or \
                 sum(m.adder_bits_naive for m in self.modules) != self.adder_bits_naive:
             raise ValueError("adders_naive / adder_bits_naive are not the sums over modules")
+        if any((m.pipeline_stages is not None) != (self.pipeline_levels is not None and m.kind == "conv")
+               for m in self.modules):
+            raise ValueError("pipeline_stages: a pipelined build gives every conv its stages, others none")
         if any(m.shared != (self.shared and m.shareable()) for m in self.modules):
             raise ValueError("modules.shared: a shared build shares every full conv and Po2 linear, nothing else")
         if self.register_bits < sum(m.register_bits for m in self.modules) + sum(f.register_bits for f in

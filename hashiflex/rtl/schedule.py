@@ -61,10 +61,12 @@ def items(shape, lanes: int = 1) -> int:
     return int(shape[1] * -(-shape[2] // lanes)) if len(shape) == 3 else 1
 
 
-def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None = None
-              ) -> tuple[np.ndarray, int] | None:
-    """(need(target) in items of src, modules on the longest path from src to target), or None
-    when target does not depend on src."""
+def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None = None,
+              extra: dict[str, int] | None = None) -> tuple[np.ndarray, int] | None:
+    """(need(target) in items of src, cycles of latency on the longest path from src to target:
+    STAGE_LATENCY per module plus its pipeline stages `extra[op]`), or None when target does not
+    depend on src."""
+    extra = extra or {}
     producer = {op.output: op for op in prog.ops}
     lanes = lanes or {}
     memo: dict[str, np.ndarray | None] = {
@@ -74,7 +76,7 @@ def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None
         op = producer.get(t)
         if t == src or op is None:
             return 0
-        return 1 + max(stages(i) for i in prog.op_inputs(op))
+        return STAGE_LATENCY + extra.get(op.name, 0) + max(stages(i) for i in prog.op_inputs(op))
 
     memo_stages = stages
 
@@ -103,25 +105,27 @@ def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None
     return None if res is None else (res, memo_stages(target))
 
 
-def skip_fifos(prog: Program, lanes: dict[str, int] | None = None) -> dict[tuple[str, str], int]:
+def skip_fifos(prog: Program, lanes: dict[str, int] | None = None, extra: dict[str, int] | None = None
+               ) -> dict[tuple[str, str], int]:
     """{(add op name, operand port 'a'|'b'): FIFO depth} for every residual add.
 
     The operand that is an ancestor of the other (the skip branch) is delayed in a FIFO deep
     enough to hold everything the other branch consumes before producing a matching item:
     depth >= max_i(need_other(i) - i) + 1 keeps the fork before the branches from blocking while
     the conv branch still needs input, so the pipeline cannot deadlock; STAGE_LATENCY more per
-    module on the branch (items the fork pushes while results ripple through it) plus a small
-    slack keep the fork from stalling in steady state, so the add costs no throughput."""
+    module on the branch, and one per pipeline stage of its adder network (`extra`: {op: stages};
+    items the fork pushes while results ripple through it) plus a small slack keep the fork from
+    stalling in steady state, so the add costs no throughput."""
     depths = {}
     for op in hw_ops(prog):
         if not isinstance(op, Add):
             continue
         for port, skip, other in (("a", op.a, op.b), ("b", op.b, op.a)):
-            found = need_from(prog, skip, other, lanes)
+            found = need_from(prog, skip, other, lanes, extra)
             if found is not None:
-                n, stages = found
+                n, latency = found
                 lead = int((n - np.arange(len(n))).max(initial=0))
-                depths[(op.name, port)] = lead + 1 + STAGE_LATENCY * (stages + 1) + SKIP_SLACK
+                depths[(op.name, port)] = lead + 1 + latency + STAGE_LATENCY + SKIP_SLACK
                 break
         else:
             raise UserError(f"residual add {op.name}: neither operand feeds the other; only skip connections "
