@@ -116,7 +116,8 @@ def run(args):
 
             m = generate_rtl(prog, stage / "rtl", parallelism, share=graphs is not None,
                              npu=npu if planned else _npu_config(args, prog), graphs=graphs,
-                             pipeline_levels=getattr(args, "pipeline_levels", None))
+                             pipeline_levels=plan.pipeline_levels if plan is not None else
+                             getattr(args, "pipeline_levels", None))
     files = {k: str(out / Path(v).name) for k, v in files.items()}
     result = dict(summarize(prog), **files, build=str(args.out), source=args.arch or args.checkpoint)
     summary = (f"compiled {result['source']} into {args.out}: {result['ops']} ops, "

@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..ir.sharing import AdderGraphs
 from ..ir.spec import Conv, Program, npu_op
 from ..rtl.manifest import Manifest
+from ..rtl.conv import conv_module
 from ..rtl.npu import NPUConfig, npu_counts, plan_npu
 from ..rtl.plan import Plan, plan_from
 from ..rtl.schedule import hw_ops
@@ -63,10 +64,13 @@ def _axis_options(prog: Program, convs, n: int, axis: int) -> list[int]:
 
 class Balancer:
     def __init__(self, prog: Program, clock_ghz: float | None = None, manifest: Manifest | None = None,
-                 max_rows: int | None = None, graphs: AdderGraphs | None = None):
+                 max_rows: int | None = None, graphs: AdderGraphs | None = None, pipeline_levels: int | None = None):
         self.prog = prog
         self.models = model.models_for(prog, manifest, graphs)
         self.by_name = {m.op.name: m for m in self.models}
+        for m in self.models:   # one K for every conv, as the generator pipelines
+            if pipeline_levels and isinstance(m.op, Conv):
+                m.pipeline_levels = pipeline_levels
         self.clock, self.pipeline = design.clock_for(self.models, clock_ghz)
         self.period = 1.0 / self.clock if self.pipeline else None
         self.groups = _groups(prog)
@@ -248,12 +252,11 @@ def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: 
     not generated)."""
     if (target_ips is None) == (area_mm2 is None):
         raise UserError("give one of --target-ips or --area-mm2")
-    fmax = model.fmax_ghz(model.models_for(prog, None, graphs))
-    if clock_ghz is not None and clock_ghz > fmax:
-        raise UserError(f"--clock-ghz {clock_ghz:g} is above the unpipelined adder trees' fmax ({fmax:.3f} GHz, "
-                        f"timing model of docs/cost.md) and pipelined trees are not generated yet: ask for at most "
-                        f"{fmax:.3f} GHz")
-    b = Balancer(prog, clock_ghz, max_rows=1, graphs=graphs)
+    models = model.models_for(prog, None, graphs)
+    levels = None
+    if clock_ghz is not None and clock_ghz > model.fmax_ghz(models):   # pipeline every conv, one K
+        levels = model.uniform_levels(models, 1.0 / clock_ghz)
+    b = Balancer(prog, clock_ghz, max_rows=1, graphs=graphs, pipeline_levels=levels)
     front = b.rtl_front()
     if target_ips is not None:
         fit = [d for d in front if d["images_per_s"] >= target_ips]
@@ -273,9 +276,18 @@ def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: 
         best["target_area_mm2"] = area_mm2
     formats = {k: tuple(v) for k, v in best["formats"].items()}
     npu = best.get("npu")
+    if levels:   # the pipeline registers the generator declares for these lanes, counted by emitting them
+        for m in b.models:
+            if m.pipeline_levels:
+                g = formats[m.op.name][0]
+                solved = graphs.get(m.op.name) if graphs is not None else None
+                emitted = conv_module("count", m.op, prog, g, solved, levels).register_bits
+                m.pipe_bits = emitted - storage.storage(prog, m.op, g, 1, trim=False).total_bits
+    keep = {k: best[k] for k in ("parallelism", "target_ips", "target_area_mm2") if k in best}
+    counts = None
     if npu is not None:   # price the NPU as the generator builds it (its counted multipliers, registers, memories)
-        g = plan_npu(prog, NPUConfig(npu["lanes"], npu["batch"]), best["cycles_per_image"])
-        keep = {k: best[k] for k in ("parallelism", "target_ips", "target_area_mm2") if k in best}
-        best = dict(b.evaluate(formats, npu_counts(g)), **keep)
-    plan = plan_from(formats, npu, b.clock, b.pipeline, best)
+        counts = npu_counts(plan_npu(prog, NPUConfig(npu["lanes"], npu["batch"]), best["cycles_per_image"]))
+    best = dict(b.evaluate(formats, counts if counts is not None else None), **keep)
+    best["pipeline_levels"] = levels
+    plan = plan_from(formats, npu, b.clock, levels, best)
     return best, plan

@@ -98,15 +98,17 @@ def converter_layers(prog: Program, formats) -> list[model.Layer]:
     return out
 
 
-def fifo_list(prog: Program, formats, manifest: Manifest | None = None) -> list[dict]:
-    """Skip FIFOs: the manifest's, the schedule's (RTL formats), or scaled from the P = 1 ones."""
+def fifo_list(prog: Program, formats, manifest: Manifest | None = None, extra: dict[str, int] | None = None
+              ) -> list[dict]:
+    """Skip FIFOs: the manifest's, the schedule's (RTL formats; `extra`: pipeline stages per op),
+    or scaled from the P = 1 ones."""
     made = stream_formats(prog, formats)
     if manifest is not None:
         fl = [f.model_dump() for f in manifest.skip_fifos]
     elif all(v == 1 for _, v in formats.values()):
         lanes = {t: f[0] for t, f in made.items()}
         try:
-            deps = skip_fifos(prog, lanes)
+            deps = skip_fifos(prog, lanes, extra)
         except UserError:
             deps = None
         if deps is not None:
@@ -160,7 +162,8 @@ def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: 
     x = prog.tensors[prog.input]
     g0, v0 = formats[models[0].op.name]
     cycles["input"] = -(-x.shape[1] // v0) * -(-x.shape[2] // g0)
-    layers += model.skip_fifo_layers(fifo_list(prog, formats, manifest))
+    stages = {m.op.name: m.stages() for m in models if m.pipeline_levels}   # as the generator cuts them
+    layers += model.skip_fifo_layers(fifo_list(prog, formats, manifest, stages))
     layers += converter_layers(prog, formats)
     nop = npu_op(prog)
     crit = model.critical(models)

@@ -109,8 +109,8 @@ class LayerModel:
         self.kind = kind_of(prog, op)
         self._net = network
         self.shared = shared_per_copy      # (adders, adder_bits, depth) of one copy from the manifest
-        self.pipeline_levels = None        # a build's conv trees cut every k levels (manifest), and
-        self.pipe_bits = 0                 # the pipeline register bits it emitted for them
+        self.pipeline_levels = None        # conv trees cut every K levels (a pipelined build or plan)
+        self.pipe_bits = None              # the pipeline register bits emitted for them (None: modelled)
         self._pool_nets: dict[int, counts.Network] = {}
         self._taps = None
         # once-per-image logic (the Po2 classifier) has a whole image's cycles: a multicycle path
@@ -125,6 +125,11 @@ class LayerModel:
         if self._net is None:
             self._net = counts.adder_network(self.prog, self.op)
         return self._net
+
+    def stages(self) -> int:
+        """Pipeline stages of a conv cut every K levels: one register per K levels of its depth."""
+        d = self.shared[2] if self.shared else self.network().depth
+        return d // self.pipeline_levels if self.pipeline_levels else 0
 
     def timing_depth(self) -> int:
         """Adder levels on the layer's longest register-to-register path, as generated."""
@@ -167,8 +172,10 @@ class LayerModel:
                 L.sram_bits += words * width
             else:
                 L.ff_array_bits += words * width
-        if self.pipeline_levels:   # pipelined as generated: the registers the emitter declared
-            L.pipe_reg_bits = self.pipe_bits
+        if self.pipeline_levels:   # cut every K levels: the registers the emitter declared, or modelled
+            kk = self.pipeline_levels  # (live node bits after each cut level, as for --clock-ghz below)
+            L.pipe_reg_bits = self.pipe_bits if self.pipe_bits is not None else k * sum(
+                net.level_bits[c - 1] for c in range(kk, depth + 1, kk) if c - 1 < len(net.level_bits))
             e += L.pipe_reg_bits * self.out_pixels() / max(k, 1) * tech.E_FF_BIT
         elif period_ns is not None and self.timed and depth and stage_delay_ns(depth, net.max_width) > period_ns:
             per = levels_per_stage(period_ns, net.max_width)
@@ -287,6 +294,30 @@ def critical(models: list[LayerModel]) -> tuple[str, float]:
                 for m in models if m.timed), key=lambda t: t[1])
 
 
+def uniform_levels(models: list[LayerModel], period_ns: float) -> int | None:
+    """The most adder levels per stage (one K for every conv, as `compile --pipeline-levels K`
+    generates) that meets the period, None when the unpipelined trees already do; the layers that
+    are not pipelined (adds, pools) must meet it as they are."""
+    ks = []
+    for m in models:
+        if not m.timed:
+            continue
+        net = m.network()
+        d = m.shared[2] if m.shared else net.depth
+        t = stage_delay_ns(d, net.max_width)
+        if t <= period_ns:
+            continue
+        if not isinstance(m.op, Conv):
+            raise UserError(f"layer {m.op.name} ({m.kind}) is not pipelined and its path takes {t:.3f} ns: ask for at "
+                            f"most {1 / t:.3f} GHz")
+        per = levels_per_stage(period_ns, net.max_width)
+        if per < 1:
+            raise UserError(f"layer {m.op.name}: {net.max_width}-bit ripple adders cannot meet a {period_ns:.3f} ns "
+                            f"clock even with one adder level per stage")
+        ks.append(per)
+    return min(ks) if ks else None
+
+
 def fmax_ghz(models: list[LayerModel]) -> float:
     """Clock of the trees as generated (unpipelined): the slowest layer's register-to-register path."""
     return 1.0 / critical(models)[1]
@@ -316,6 +347,7 @@ def models_for(prog: Program, manifest: Manifest | None = None, graphs: AdderGra
         if m is not None and m.pipeline_stages is not None:   # registers beyond the unpipelined module's
             g = m.lanes_in or 1
             lm.pipeline_levels = manifest.pipeline_levels
+            lm.pipe_bits = 0
             lm.pipe_bits = m.register_bits - storage.storage(prog, op, g, 1, trim=False).total_bits
         out.append(lm)
     return out

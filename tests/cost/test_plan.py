@@ -61,7 +61,6 @@ def _plan_obj(prog):
 @pytest.mark.parametrize("edit, says", [
     (lambda d: d["layers"][1].update(rows=2), "2 rows per beat (V > 1) is not generated"),
     (lambda d: d["layers"][2].update(lanes=3), "per-layer lanes with width converters are not generated"),
-    (lambda d: d.update(pipelined_trees=True), "pipelines the adder trees"),
     (lambda d: d["layers"].pop(), "not this network's hardware layers"),
     (lambda d: d.update(npu=None), "NPU does not match"),
 ])
@@ -80,6 +79,7 @@ def test_unsupported_plans_are_refused(tmp_path, edit, says):
     (lambda d: d.update(clock_ghz=float("inf")), "clock_ghz"),
     (lambda d: d["predicted"].pop("adders"), "predicted.adders"),
     (lambda d: d.update(extra=1), "extra"),
+    (lambda d: d.update(pipeline_levels=0), "pipeline_levels"),
 ])
 def test_damaged_plan_files_are_refused(tmp_path, edit, says):
     d = json.loads(_plan_obj(chain()).to_json())
@@ -110,10 +110,23 @@ def test_cli_target_plan_and_estimate(tmp_path, tiny_po2, capfd):
     for f in sorted((a / "rtl").iterdir()):
         assert f.read_bytes() == (b / "rtl" / f.name).read_bytes(), f.name
     assert (a / "plan.json").read_bytes() == (b / "plan.json").read_bytes()
+    # a clock above the unpipelined trees' fmax: the plan pipelines every conv with one K, exactly
+    fast = tmp_path / "fast"
+    fmax = est["clock_fmax_ghz"]
+    assert main(["compile", "--checkpoint", str(tiny_po2), "--out", str(fast), "--target-ips", "3e6",
+                 "--clock-ghz", f"{1.4 * fmax:.3f}", "--json"]) == 0
+    capfd.readouterr()
+    plan = read_plan(fast / "plan.json")
+    assert plan.pipeline_levels is not None
+    assert main(["estimate", str(fast), "--json"]) == 0
+    est2 = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    c2 = est2["plan_check"]
+    assert est2["pipeline_levels"] == plan.pipeline_levels and est2["clock_fmax_ghz"] >= plan.clock_ghz
+    assert c2["cycles_equal"] and c2["adders_rel"] == 0 and abs(c2["area_rel"]) < 1e-9
     capfd.readouterr()
     for argv, says in (
             (["--target-ips", "1e12"], "no design the RTL generates reaches"),
-            (["--target-ips", "1e6", "--clock-ghz", "50"], "above the unpipelined adder trees' fmax"),
+            (["--target-ips", "1e6", "--clock-ghz", "50"], "cannot meet"),
             (["--plan", str(tmp_path / "p.json"), "--parallelism", "2"], "drop"),
             (["--target-ips", "1e6", "--no-rtl"], "drop --no-rtl"),
             (["--clock-ghz", "1.0"], "--clock-ghz applies to --target-ips"),
