@@ -108,7 +108,7 @@ def _build_plan(args, prog, man):
     redo = f"re-run 'hashiflex compile' for {args.build}"
     plan = read_plan(p, redo)
     par = parallelism_of(prog, plan)
-    if man is not None and (man.first_p(man.modules[0].op) != par or
+    if man is not None and (man.first_p(man.modules[0].op) != par or man.pipeline_levels != plan.pipeline_levels or
                             (man.npu is not None and (man.npu.lanes, man.npu.batch) !=
                              (plan.npu.lanes, plan.npu.batch))):
         raise UserError(f"{p} is not the plan {args.build}/rtl was generated from; {redo}")

@@ -124,6 +124,10 @@ def test_cli_target_plan_and_estimate(tmp_path, tiny_po2, capfd):
     assert est2["pipeline_levels"] == plan.pipeline_levels and est2["clock_fmax_ghz"] >= plan.clock_ghz
     assert c2["cycles_equal"] and c2["adders_rel"] == 0 and abs(c2["area_rel"]) < 1e-9
     capfd.readouterr()
+    (a / "plan.json").write_bytes((fast / "plan.json").read_bytes())   # another build's plan
+    assert main(["estimate", str(a)]) == 2
+    assert "is not the plan" in capfd.readouterr().err
+    (a / "plan.json").write_bytes((b / "plan.json").read_bytes())
     for argv, says in (
             (["--target-ips", "1e12"], "no design the RTL generates reaches"),
             (["--target-ips", "1e6", "--clock-ghz", "50"], "cannot meet"),
