@@ -93,8 +93,10 @@ def main(argv=None) -> None:
     ap.add_argument("--json", action="store_true", help="also print the rows as one JSON line")
     args = ap.parse_args(argv)
     shared, naive = map(Path, args.builds) if args.builds else _build(args.checkpoint, Path(args.out))
-    mans = [json.loads((d / "manifest.json").read_text()) for d in (shared, naive)]
-    if not mans[0]["shared"] or mans[1]["shared"]:
+    from hashiflex.rtl.readback import read_manifest
+
+    mans = [read_manifest(d / "manifest.json") for d in (shared, naive)]
+    if not mans[0].shared or mans[1].shared:
         raise SystemExit("--builds must be a shared build, then an unshared (--no-share) one")
     mods = [{m.op: m for m in man.modules} for man in mans]
     ops = [op for op, m in mods[0].items() if m.shared] if args.layers == "all" else args.layers.split(",")
@@ -104,12 +106,12 @@ def main(argv=None) -> None:
     print(head + "\n" + "|---" * (head.count("|") - 1) + "|")
     for op in ops:
         s, n = mods[0][op], mods[1][op]
-        ys, yn = yosys_adders(shared, s["name"]), yosys_adders(naive, n["name"])
+        ys, yn = yosys_adders(shared, s.name), yosys_adders(naive, n.name)
         row = {"layer": op, "yosys": {"naive": yn, "shared": ys},
-               "manifest": {"naive": [n["adders"], n["adder_bits"]], "shared": [s["adders"], s["adder_bits"]]}}
+               "manifest": {"naive": [n.adders, n.adder_bits], "shared": [s.adders, s.adder_bits]}}
         rows.append(row)
         saved = 1 - ys["hf_add_bits"] / max(yn["hf_add_bits"], 1)
-        print(f"| {op} | {n['adders']:,} | {s['adders']:,} | {n['adder_bits']:,} | {s['adder_bits']:,} "
+        print(f"| {op} | {n.adders:,} | {s.adders:,} | {n.adder_bits:,} | {s.adder_bits:,} "
               f"| {yn['hf_add_cells']:,} | {ys['hf_add_cells']:,} | {yn['hf_add_bits']:,} | {ys['hf_add_bits']:,} "
               f"| {100 * saved:.1f} % | {yn['all_bits']:,} | {ys['all_bits']:,} "
               f"| {yn['seconds'] + ys['seconds']:.0f} |",

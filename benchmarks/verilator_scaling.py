@@ -39,18 +39,18 @@ def _row(name: str, build_dir: Path, images: np.ndarray, flat: bool, verilator_e
             os.environ["HASHIFLEX_VERILATOR"] = verilator_env
         try:
             rtl_dir, man = find_rtl(build_dir)
-            view = man.get("npu", man)
+            view = man.npu or man
             t0 = time.perf_counter()
             b = build(rtl_dir, man, build_dir / f"bench-{'flat' if flat else 'blocks'}", jobs=2, flat=flat,
-                      chip="npu" in man)
+                      chip=man.npu is not None)
             wall = time.perf_counter() - t0
             load = None
-            if "npu" in man:
+            if man.npu is not None:
                 from hashiflex.finetune.image import image_from_program
                 from hashiflex.ir import serialize
                 from hashiflex.verify.chip import load_file
                 load = load_file(view, [(image_from_program(serialize.load(build_dir)), len(images))])
-            sim = simulate(b.binary, view, check_images(images, view), load=load)
+            sim = simulate(b.binary, view, check_images(images, man), load=load)
         finally:
             for k, v in old.items():
                 if v is None:
