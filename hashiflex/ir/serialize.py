@@ -58,6 +58,28 @@ def _restore(v: np.ndarray) -> np.ndarray:
     return v
 
 
+def _check_bounds(prog: Program) -> None:
+    """The stored interval bounds are the ones the analysis derives from the stored ops and
+    weights (the RTL sizes every adder from them): ValueError naming the first that differs."""
+    from .intervals import analyze
+
+    stored = [v for t in prog.tensors.values() for v in (t.lo, t.hi)] + [v for o in prog.ops for v in (o.acc_lo, o.acc_hi)]
+    if all(v is None for v in stored):
+        return   # not analyzed: nothing stored to disagree
+    again = analyze(prog)
+    for name, t in prog.tensors.items():
+        u = again.tensors[name]
+        if (t.lo, t.hi) != (u.lo, u.hi):
+            raise ValueError(f"tensor {name}: stored bounds [{t.lo}, {t.hi}] are not the analysis' [{u.lo}, {u.hi}]")
+    for op, o2 in zip(prog.ops, again.ops):
+        if (op.acc_lo, op.acc_hi) != (o2.acc_lo, o2.acc_hi):
+            raise ValueError(f"op {op.name}: stored accumulator bounds are not the analysis'")
+    for key, v in again.arrays.items():
+        if key.endswith((".acc_lo", ".acc_hi")) and (key not in prog.arrays or
+                                                     not np.array_equal(prog.arrays[key], v)):
+            raise ValueError(f"array {key} is not the analysis' per-channel bound")
+
+
 def load(out_dir, stem: str = "model.ir") -> Program:
     d = Path(out_dir)
     js, npz = d / f"{stem}.json", d / f"{stem}.npz"
@@ -91,6 +113,7 @@ def load(out_dir, stem: str = "model.ir") -> Program:
             ops.append(cls(**o))
         prog = Program(tensors, tuple(ops), doc["input"], doc["output"], arrays, doc.get("meta", {}))
         prog.validate()
+        _check_bounds(prog)
         for op in prog.ops:
             w = getattr(op, "weight", None)
             if w is not None and arrays[w].dtype != np.int8:

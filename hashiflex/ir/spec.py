@@ -119,8 +119,18 @@ class Program:
     def op_inputs(self, op: Op) -> tuple[str, ...]:
         return (op.a, op.b) if isinstance(op, Add) else (op.input,)
 
-    def validate(self) -> None:
-        """Topological order, known tensors, array keys present with the right shapes."""
+    def validate(self) -> "Program":
+        """Topological order, known tensors, field types and ranges, and every array and tensor
+        shape consistent with the ops (ValueError naming the op and the field otherwise)."""
+        for key, t in self.tensors.items():
+            if not isinstance(t.name, str) or t.name != key or not t.name:
+                raise ValueError(f"tensor {key!r}: its name must be the string it is listed under")
+            _check_tensor(t)
+        names = [op.name for op in self.ops]
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ValueError("op names must be distinct non-empty strings")
+        if self.input not in self.tensors or len(self.tensors[self.input].shape) != 3:
+            raise ValueError(f"program input {self.input} must be a [C, H, W] tensor")
         seen = {self.input}
         for op in self.ops:
             for t in self.op_inputs(op):
@@ -132,8 +142,98 @@ class Program:
             for key in (getattr(op, "weight", None), getattr(op, "bias", None), getattr(op, "scale_mult", None)):
                 if key is not None and key not in self.arrays:
                     raise ValueError(f"op {op.name} refers to missing array {key}")
+            _check_op(self, op)
         if self.output not in seen:
             raise ValueError(f"program output {self.output} is never produced")
+        return self
+
+
+def _int(v, what: str, lo: int | None = None, hi: int | None = None) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer (got {v!r})")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError(f"{what} = {v} is outside [{lo}, {hi}]")
+
+
+def _check_tensor(t: Tensor) -> None:
+    if not isinstance(t.shape, tuple) or len(t.shape) not in (1, 3):
+        raise ValueError(f"tensor {t.name}: shape must be [C] or [C, H, W] (got {t.shape!r})")
+    for d in t.shape:
+        _int(d, f"tensor {t.name}: a dimension", 1, 1 << 20)
+    _int(t.bits, f"tensor {t.name}: bits", 1, 64)
+    _int(t.frac, f"tensor {t.name}: frac", -1024, 1024)
+    if not isinstance(t.signed, bool):
+        raise ValueError(f"tensor {t.name}: signed must be true or false")
+    for v in (t.lo, t.hi):
+        if v is not None:
+            _int(v, f"tensor {t.name}: bound")
+    if t.lo is not None and t.hi is not None and t.lo > t.hi:
+        raise ValueError(f"tensor {t.name}: lo {t.lo} > hi {t.hi}")
+
+
+def _array(prog: "Program", key: str, shape: tuple, what: str, int8: bool = False) -> np.ndarray:
+    a = prog.arrays[key]
+    ok = isinstance(a, np.ndarray) and (a.dtype == np.int8 if int8 else a.dtype.kind in "iuO")
+    if not ok or tuple(a.shape) != shape:
+        raise ValueError(f"{what} {key} must be an {'int8' if int8 else 'integer'} array of shape {list(shape)} "
+                         f"(got {getattr(a, 'dtype', type(a))} {list(getattr(a, 'shape', ()))})")
+    return a
+
+
+def _check_op(prog: "Program", op) -> None:
+    """One op's fields against its tensors and arrays."""
+    out = prog.tensors[op.output].shape
+    if isinstance(op, (Conv, Add, AvgPool)):
+        _int(op.shift, f"op {op.name}: shift", -62, 62)
+        _int(op.clamp_lo, f"op {op.name}: clamp_lo")
+        _int(op.clamp_hi, f"op {op.name}: clamp_hi")
+        if op.clamp_lo > op.clamp_hi:
+            raise ValueError(f"op {op.name}: clamp_lo {op.clamp_lo} > clamp_hi {op.clamp_hi}")
+    if isinstance(op, Conv):
+        x = prog.tensors[op.input].shape
+        w = prog.arrays[op.weight]
+        if len(x) != 3 or getattr(w, "ndim", 0) != 4:
+            raise ValueError(f"op {op.name}: a conv needs a [C, H, W] input and a 4-D weight")
+        for v in (*op.stride, op.groups):
+            _int(v, f"op {op.name}: stride / groups", 1, 1 << 16)
+        for v in op.padding:
+            _int(v, f"op {op.name}: padding", 0, 1 << 16)
+        o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+        if x[0] % op.groups or o % op.groups:
+            raise ValueError(f"op {op.name}: groups {op.groups} must divide {x[0]} inputs and {o} outputs")
+        _array(prog, op.weight, (o, x[0] // op.groups, kh, kw), f"op {op.name}: weight", int8=True)
+        _array(prog, op.bias, (o,), f"op {op.name}: bias")
+        oh = (x[1] + 2 * op.padding[0] - kh) // op.stride[0] + 1
+        ow = (x[2] + 2 * op.padding[1] - kw) // op.stride[1] + 1
+        if tuple(out) != (o, oh, ow):
+            raise ValueError(f"op {op.name}: output shape {list(out)} is not [{o}, {oh}, {ow}]")
+    elif isinstance(op, Add):
+        a, b = prog.tensors[op.a].shape, prog.tensors[op.b].shape
+        if not (a == b == out):
+            raise ValueError(f"op {op.name}: operands {list(a)}, {list(b)} and output {list(out)} must agree")
+        _int(op.align_a, f"op {op.name}: align_a", 0, 62)
+        _int(op.align_b, f"op {op.name}: align_b", 0, 62)
+    elif isinstance(op, AvgPool):
+        x = prog.tensors[op.input].shape
+        if len(x) != 3 or tuple(out) != (x[0],):
+            raise ValueError(f"op {op.name}: a pool maps [C, H, W] to [C] (got {list(x)} -> {list(out)})")
+        _int(op.mult, f"op {op.name}: mult", 0, 1 << 40)
+    elif isinstance(op, Linear):
+        x = prog.tensors[op.input].shape
+        if op.mode not in ("int8", "po2"):
+            raise ValueError(f"op {op.name}: mode must be int8 or po2 (got {op.mode!r})")
+        if len(x) != 1 or len(out) != 1:
+            raise ValueError(f"op {op.name}: a linear maps [C] to [O]")
+        _array(prog, op.weight, (out[0], x[0]), f"op {op.name}: weight", int8=True)
+        _array(prog, op.bias, (out[0],), f"op {op.name}: bias")
+        if op.mode == "int8":
+            if op.scale_mult is None:
+                raise ValueError(f"op {op.name}: an int8 linear needs scale_mult")
+            _array(prog, op.scale_mult, (out[0],), f"op {op.name}: scale_mult")
+    else:
+        raise ValueError(f"unknown op {op!r}")
+    if hasattr(op, "e_min"):
+        _int(op.e_min, f"op {op.name}: e_min", -1024, 1024)
 
 
 def po2_weight_ints(codes: np.ndarray) -> np.ndarray:
