@@ -9,10 +9,56 @@ import importlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 
 from .commands.parser import build_parser
 from .errors import UserError
+
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+class Stopped(BaseException):
+    """A termination signal: unwinds like Ctrl-C, so staged folders and temporary files go."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
+def _install_stop_handlers() -> dict:
+    """SIGTERM and SIGHUP raise Stopped (main thread only); returns the handlers to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            old[sig] = signal.signal(sig, _stop)
+    return old
+
+
+def _emit(text: str) -> int:
+    """Print the result; a closed or full standard output is one line on stderr, exit 2."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except OSError as e:   # BrokenPipeError (closed reader), ENOSPC (/dev/full), ...
+        try:   # Python would flush stdout again at exit and print a traceback: point it at /dev/null
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        print(f"hashiflex: error: cannot write the result to standard output ({e.strerror or type(e).__name__}); "
+              "the command itself finished", file=sys.stderr)
+        return 2
+    return 0
+
 
 def _json_safe(v):
     """Non-finite floats become null: bare NaN is not JSON."""
@@ -37,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     # Before torch loads OpenMP: sleeping (not spinning) idle threads keeps a shared 2-core machine usable.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    old = _install_stop_handlers()
     try:
         from .commands import common
         common.set_threads()
@@ -48,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hashiflex: interrupted", file=sys.stderr)
         return 130
-    if args.json:
-        print(json.dumps(_json_safe(result)))
-    else:
-        print(summary)
-    sys.stdout.flush()
-    return 0
+    except Stopped as e:
+        print(f"hashiflex: stopped by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return _emit(json.dumps(_json_safe(result)) if args.json else summary)
 
 
 if __name__ == "__main__":
