@@ -105,10 +105,17 @@ def staged_folder(path, opt: str = "--out"):
                     break
 
 
-def output_file(path: str, opt: str = "--out") -> Path:
+def output_file(path: str, opt: str = "--out", inputs=()) -> Path:
+    """An output file path: a new file or a regular file to replace (never a folder, a device, a
+    pipe, or one of the command's own `inputs`)."""
     p = Path(path)
     if p.is_dir():
         raise UserError(f"{opt} {p} is a folder: give a file name such as {p / 'model.pt'}")
+    if p.exists() and not p.is_file():
+        raise UserError(f"{opt} {p} is not a regular file (a device or a pipe): give a file name to write")
+    for i in inputs:
+        if i is not None and Path(i).exists() and p.exists() and os.path.samefile(p, i):
+            raise UserError(f"{opt} {p} is also an input of this command: write the result to another file")
     writable_dir(p.parent, opt)
     return p
 

@@ -1,10 +1,10 @@
 """`hashiflex npu-image`: write the NPU weight image of a classifier, or check one (docs/npu.md)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..errors import UserError
 from ..rtl.readback import build_npu, find_manifest
+from .common import output_file
 
 
 def _summary(img) -> dict:
@@ -49,6 +49,6 @@ def run(args):
         found = find_manifest(args.build)   # an IR-only build has none; a bad manifest is an error
         if found is not None and found[1].npu is not None:
             check_fits(img, found[1].npu)
-    out = write_image(Path(args.out), img)
+    out = write_image(output_file(args.out, inputs=[args.checkpoint]), img)
     result = dict(_summary(img), image=str(out), bytes=out.stat().st_size)
     return result, f"wrote {out}: NPU image, {img.n} classes x {img.k} inputs ({result['bytes']:,} bytes)"

@@ -45,7 +45,7 @@ def load_fp32_source(name: str) -> dict:
 def run(args):
     check_training_options(args)
     s = qat_settings(args, args.exp_bits, args.prune)
-    out = output_file(args.out)
+    out = output_file(args.out, inputs=[args.checkpoint])
     load_fp32_source(args.checkpoint)
     xtr, ytr = load_split("train", args.data, args.limit)
     xte, yte = load_split("test", args.data, args.test_limit)

@@ -49,3 +49,20 @@ def test_closed_or_full_stdout_is_one_line(tmp_path):
             _, err = p.communicate(timeout=120)
         lines = err.decode().strip().splitlines()
         assert p.returncode == 2 and len(lines) == 1 and "No space left" in lines[0], err
+
+
+def test_outputs_only_replace_regular_files_and_never_an_input(tmp_path, tiny_fp32, capfd):
+    """--out that is one of the command's inputs, or not a regular file, is refused before any work."""
+    import shutil
+
+    from hashiflex.cli import main
+    ck = tmp_path / "fp32.pt"
+    shutil.copy(tiny_fp32, ck)
+    before = ck.read_bytes()
+    for argv, says in ((["quantize", "--checkpoint", str(ck), "--out", str(ck)], "also an input"),
+                       (["npu-image", "--out", "/dev/null"], "not a regular file")):
+        capfd.readouterr()
+        assert main(argv) == 2
+        err = capfd.readouterr().err.strip()
+        assert err.count("\n") == 0 and says in err, err
+    assert ck.read_bytes() == before
