@@ -50,6 +50,7 @@ def test_pipelined_equals_golden_with_stalls(tmp_path, k):
     assert [m.pipeline_stages for m in convs] == [m.adder_depth // k for m in convs]   # a cut every k levels
     assert max(m.pipeline_stages for m in convs) >= 1 and man.pipeline_levels == k
     assert res["cycles_per_image"] == res0["cycles_per_image"] == man.expected_cycles_per_image
+    assert res["ports"]["feat"]["distinct_outputs"] == 6   # input-dependent through every layer
     assert res["latency_cycles"] > res0["latency_cycles"]
     assert man.register_bits > flat.register_bits and man.adders == flat.adders
     _, stalled = _check(prog, tmp_path / "pipe", k, n=6, stall=30, seed=3)
