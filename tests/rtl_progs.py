@@ -14,13 +14,18 @@ from hashiflex.rtl import generate_rtl
 from hashiflex.verify import harness, verify_build
 
 
+def assert_lint_clean(rtl_dir, man) -> None:
+    """Verilator -Wall on the generated files: no warning at all."""
+    lint = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man.top,
+                           *[str(rtl_dir / f) for f in man.files]], capture_output=True, text=True)
+    assert lint.returncode == 0 and not (lint.stdout + lint.stderr), lint.stdout + lint.stderr
+
+
 def rtl_check(prog: Program, tmp_path, n_images=3, seed=0, stall_in=0, stall_out=0, exact_cycles=True,
               parallelism=1) -> dict:
     """Generate, lint with -Wall, build, simulate; assert no warning, RTL == golden and the cycle figure."""
     man = generate_rtl(prog, tmp_path / "rtl", parallelism)
-    lint = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man.top,
-                           *[str(tmp_path / "rtl" / f) for f in man.files]], capture_output=True, text=True)
-    assert lint.returncode == 0 and not (lint.stdout + lint.stderr), lint.stdout + lint.stderr
+    assert_lint_clean(tmp_path / "rtl", man)
     images = np.random.default_rng(seed).integers(0, 256, (n_images, *prog.tensors["input"].shape), dtype=np.uint8)
     res = verify_build(tmp_path, images, prog=prog, stall_in=stall_in, stall_out=stall_out, seed=seed)
     assert res["images"] == n_images

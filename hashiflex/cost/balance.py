@@ -64,9 +64,10 @@ def _axis_options(prog: Program, convs, n: int, axis: int) -> list[int]:
 
 class Balancer:
     def __init__(self, prog: Program, clock_ghz: float | None = None, manifest: Manifest | None = None,
-                 max_rows: int | None = None, graphs: AdderGraphs | None = None, pipeline_levels: int | None = None):
+                 max_rows: int | None = None, graphs: AdderGraphs | None = None, pipeline_levels: int | None = None,
+                 models: list[model.LayerModel] | None = None):
         self.prog = prog
-        self.models = model.models_for(prog, manifest, graphs)
+        self.models = models if models is not None else model.models_for(prog, manifest, graphs)
         self.by_name = {m.op.name: m for m in self.models}
         for m in self.models:   # one K for every conv, as the generator pipelines
             if pipeline_levels and isinstance(m.op, Conv):
@@ -234,13 +235,18 @@ def balance(prog: Program, clock_ghz: float | None = None, target_ips: float | N
     else:
         if not area_mm2 > 0:
             raise UserError(f"--area-mm2 must be > 0 (got {area_mm2})")
-        fit = [d for d in front if d["area_mm2"] <= area_mm2]
-        if not fit:
-            raise UserError(f"the smallest design the model finds needs {front[0]['area_mm2']:.3f} mm^2 "
-                            f"(> --area-mm2 {area_mm2})")
-        best = max(fit, key=lambda d: d["images_per_s"])
-        best["target_area_mm2"] = area_mm2
+        best = fastest_within(front, area_mm2, "the model finds")
     return best, front, rtl
+
+
+def fastest_within(front: list[dict], area_mm2: float, who: str) -> dict:
+    """The fastest design of a Pareto front within an area budget (marked with it), or UserError."""
+    fit = [d for d in front if d["area_mm2"] <= area_mm2]
+    if not fit:
+        raise UserError(f"the smallest design {who} needs {front[0]['area_mm2']:.3f} mm^2 (> --area-mm2 {area_mm2})")
+    best = max(fit, key=lambda d: d["images_per_s"])
+    best["target_area_mm2"] = area_mm2
+    return best
 
 
 
@@ -256,7 +262,7 @@ def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: 
     levels = None
     if clock_ghz is not None and clock_ghz > model.fmax_ghz(models):   # pipeline every conv, one K
         levels = model.uniform_levels(models, 1.0 / clock_ghz)
-    b = Balancer(prog, clock_ghz, max_rows=1, graphs=graphs, pipeline_levels=levels)
+    b = Balancer(prog, clock_ghz, max_rows=1, pipeline_levels=levels, models=models)
     front = b.rtl_front()
     if target_ips is not None:
         fit = [d for d in front if d["images_per_s"] >= target_ips]
@@ -268,12 +274,7 @@ def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: 
         best = min(fit, key=lambda d: (d["area_mm2"], -d["images_per_s"]))
         best["target_ips"] = target_ips
     else:
-        fit = [d for d in front if d["area_mm2"] <= area_mm2]
-        if not fit:
-            raise UserError(f"the smallest design the RTL generates needs {front[0]['area_mm2']:.3f} mm^2 "
-                            f"(> --area-mm2 {area_mm2})")
-        best = max(fit, key=lambda d: d["images_per_s"])
-        best["target_area_mm2"] = area_mm2
+        best = fastest_within(front, area_mm2, "the RTL generates")
     formats = {k: tuple(v) for k, v in best["formats"].items()}
     npu = best.get("npu")
     if levels:   # the pipeline registers the generator declares for these lanes, counted by emitting them
@@ -287,7 +288,7 @@ def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: 
     counts = None
     if npu is not None:   # price the NPU as the generator builds it (its counted multipliers, registers, memories)
         counts = npu_counts(plan_npu(prog, NPUConfig(npu["lanes"], npu["batch"]), best["cycles_per_image"]))
-    best = dict(b.evaluate(formats, counts if counts is not None else None), **keep)
+    best = dict(b.evaluate(formats, counts), **keep)
     best["pipeline_levels"] = levels
     plan = plan_from(formats, npu, b.clock, levels, best)
     return best, plan

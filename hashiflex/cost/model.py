@@ -126,14 +126,17 @@ class LayerModel:
             self._net = counts.adder_network(self.prog, self.op)
         return self._net
 
+    def tree_depth(self) -> int:
+        """Adder levels of one copy's network: the manifest's or the graphs' (shared), else the naive trees'."""
+        return self.shared[2] if self.shared else self.network().depth
+
     def stages(self) -> int:
         """Pipeline stages of a conv cut every K levels: one register per K levels of its depth."""
-        d = self.shared[2] if self.shared else self.network().depth
-        return d // self.pipeline_levels if self.pipeline_levels else 0
+        return self.tree_depth() // self.pipeline_levels if self.pipeline_levels else 0
 
     def timing_depth(self) -> int:
         """Adder levels on the layer's longest register-to-register path, as generated."""
-        d = self.shared[2] if self.shared else self.network().depth
+        d = self.tree_depth()
         return min(d, self.pipeline_levels) if self.pipeline_levels else d
 
     def out_pixels(self) -> int:
@@ -303,8 +306,7 @@ def uniform_levels(models: list[LayerModel], period_ns: float) -> int | None:
         if not m.timed:
             continue
         net = m.network()
-        d = m.shared[2] if m.shared else net.depth
-        t = stage_delay_ns(d, net.max_width)
+        t = stage_delay_ns(m.tree_depth(), net.max_width)
         if t <= period_ns:
             continue
         if not isinstance(m.op, Conv):
@@ -347,7 +349,6 @@ def models_for(prog: Program, manifest: Manifest | None = None, graphs: AdderGra
         if m is not None and m.pipeline_stages is not None:   # registers beyond the unpipelined module's
             g = m.lanes_in or 1
             lm.pipeline_levels = manifest.pipeline_levels
-            lm.pipe_bits = 0
             lm.pipe_bits = m.register_bits - storage.storage(prog, op, g, 1, trim=False).total_bits
         out.append(lm)
     return out

@@ -210,13 +210,17 @@ def build_wordlevel_stats(build, use_cache: bool = True, timeout: float | None =
     return wordlevel_stats([rtl / f for f in man.files], man.top, use_cache=use_cache, timeout=timeout)
 
 
-GATE_SCRIPT = f"""
-synth -flatten -top {{top}} -run begin:fine
+# coarse synthesis, memories as flip-flops, every $alu a ripple-carry adder, fine cells: the start
+# of both gate-level flows below
+RIPPLE_FINE = """
+synth -flatten -top {top} -run begin:fine
 memory_map
 opt -full
 techmap -map ripple_alu.v
 techmap
-opt -fast
+opt -fast"""
+
+GATE_SCRIPT = RIPPLE_FINE + f"""
 extract_fa -fa
 opt_clean
 tee -q -o {{out}}/fa.json stat -json
@@ -271,13 +275,7 @@ def gate_stats(verilog_files, top: str, params: dict | None = None, use_cache: b
             "area_um2": areas["total"]}
 
 
-DEPTH_SCRIPT = f"""
-synth -flatten -top {{top}} -run begin:fine
-memory_map
-opt -full
-techmap -map ripple_alu.v
-techmap
-opt -fast
+DEPTH_SCRIPT = RIPPLE_FINE + f"""
 abc -g {ABC_GATES}
 opt_clean
 tee -q -o {{out}}/ltp.txt ltp -noff

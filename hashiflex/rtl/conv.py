@@ -194,7 +194,8 @@ def _emit_counters(net: Net, p: ConvPlan) -> None:
 
 def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerGraph | None):
     """Every output lane's adder network (the shared graph, or one tree per output channel) and
-    requantizers. Returns (lane output nets, taps read, the naive trees' counting Net)."""
+    requantizers. Returns (lane output nets, taps read, the naive trees' counting Net, shared or
+    not, the pipeline stage of the outputs: 0 unpipelined)."""
     g, bi, bo, kh, kw = p.g, p.bi, p.bo, p.kh, p.kw
     sw = p.stride[1]
     codes = prog.arrays[op.weight].astype(np.int64)
@@ -255,6 +256,7 @@ def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerG
         lane_vals.append(outs)
         if not net.k:
             lane_outs.append(_lane_wire(net, p, lane, [q for q, _ in outs], "wlast"))
+    stage = 0
     if net.k:   # every output at the deepest stage, then the lanes (the row-end flag delayed alike)
         stage = max([s for outs in lane_vals for _, s in outs] + [0])
         wlast = "wlast"
@@ -262,21 +264,9 @@ def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerG
             _wlast(net, p)
             wlast = net.at_stage(Sig("wlast", 0, 1), stage).name
         for lane, outs in enumerate(lane_vals):
-            qs = [_delay_to(net, q, s, stage, bo) for q, s in outs]
+            qs = [net.at_stage(Sig(q, 0, 0, stage=s), stage, width=bo).name for q, s in outs]   # -1: a literal
             lane_outs.append(_lane_wire(net, p, lane, qs, wlast))
-        net.stages = stage
-    return lane_outs, taps, naive, graph is not None
-
-
-def _delay_to(net: Net, q: str, stage: int, target: int, width: int) -> str:
-    """A requantized output `q` (at `stage`; -1: a literal) delayed to the module's last stage."""
-    if stage < 0 or stage >= target:
-        return q
-    prev = q
-    for s in range(stage + 1, target + 1):
-        net.pipe_reg(f"{q}_s{s}", width, prev)
-        prev = f"{q}_s{s}"
-    return prev
+    return lane_outs, taps, naive, graph is not None, stage
 
 
 def _wlast(net: Net, p: ConvPlan) -> None:
@@ -298,15 +288,15 @@ def _lane_wire(net: Net, p: ConvPlan, lane: int, qs: list[str], wlast: str) -> s
     return f"lane{lane}"
 
 
-def _emit_valid_pipe(net: Net) -> str:
+def _emit_valid_pipe(net: Net, stages: int) -> str:
     """The valid bit of each pipeline stage (reset to empty) and the pipeline's move condition;
     returns the last stage's valid, which feeds the output FIFO."""
     prev = "wv"
-    for s in range(1, net.stages + 1):
+    for s in range(1, stages + 1):
         net.reg(f"pv{s}")
         net.lines.append(f"always @(posedge clk) if (rst) pv{s} <= 1'b0; else if (pen) pv{s} <= {prev};")
         prev = f"pv{s}"
-    net.lines.append(f"assign pen = ~{prev} | o_free;" if net.stages else "assign pen = o_free;")
+    net.lines.append(f"assign pen = ~{prev} | o_free;" if stages else "assign pen = o_free;")
     return prev
 
 
@@ -321,11 +311,11 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
     _emit_control(net, p)
     _emit_window(net, p)
     _emit_counters(net, p)
-    lane_outs, taps, naive, shared = _emit_network(net, p, op, prog, solved)
+    lane_outs, taps, naive, shared, stages = _emit_network(net, p, op, prog, solved)
     g, p_out, col, bi, cw = p.g, p.col.out_lanes, p.col, p.bi, p.cw
     ow_bits = p_out * p.c_out * p.bo
     net.wire("o_data", ow_bits, _concat(lane_outs))
-    _out_fifo(net, ow_bits, _emit_valid_pipe(net) if net.k else "wv")
+    _out_fifo(net, ow_bits, _emit_valid_pipe(net, stages) if net.k else "wv")
     unused = [f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if cw > 1 else f"w{ky}_{j}"
               for ky in range(p.kh) for j in range(min(g, p.kw - 1 + g)) for c in range(p.c_in) if (c, ky, j) not in taps]
     if p.wt <= 1 and any(g > 1 and (col.nob - 1) * p_out + k >= p.ow for k in range(p_out)):
@@ -336,7 +326,7 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
                   net.reg_bits, {"kernel": [p.kh, p.kw], "stride": list(op.stride), "padding": list(op.padding),
                                  "groups": p.groups, "traversal": [p.ht, p.wt], "lanes_in": g, "lanes_out": p_out,
                                  **adder_info(net, naive, shared, p_out),
-                                 **({"pipeline_stages": net.stages} if pipeline else {})})
+                                 **({"pipeline_stages": stages} if pipeline else {})})
 
 
 def adder_info(net: Net, naive: Net, shared: bool, copies: int = 1) -> dict:

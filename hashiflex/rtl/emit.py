@@ -61,7 +61,7 @@ class Net:
     emit=False only counts (adders, adder bits, depth): no lines are written.
     pipeline=k: a register (enabled by the module's `pen`) after every k adder levels; an operand
     from an earlier stage is delayed to its partner's stage first, so every sum adds values of one
-    image (`stages` is the deepest stage reached; `at_stage` aligns any signal)."""
+    image (`at_stage` aligns any signal; each Sig carries its stage)."""
 
     def __init__(self, emit: bool = True, pipeline: int | None = None):
         self.lines: list[str] = []
@@ -74,7 +74,6 @@ class Net:
         self.mem_bits = 0     # memory arrays declared with mem()
         self.consts: dict[tuple[int, int], Sig] = {}
         self.k = pipeline
-        self.stages = 0
         self._delayed: dict[tuple[str, int], Sig] = {}
 
     def fresh(self, prefix: str = "n") -> str:
@@ -132,15 +131,16 @@ class Net:
         if self.emit:
             self.lines.append(f"always @(posedge clk) if (pen) {name} <= {src};")
 
-    def at_stage(self, s: Sig, stage: int) -> Sig:
-        """`s` delayed by pipeline registers until `stage` (constants and same-stage signals as is)."""
+    def at_stage(self, s: Sig, stage: int, width: int | None = None) -> Sig:
+        """`s` delayed by pipeline registers until `stage` (constants and same-stage signals as is);
+        `width`: the registers' width when the wire is wider than its interval (a requantizer's)."""
         if s.stage < 0 or s.stage >= stage:
             return s
         key = (s.name, stage)
         if key not in self._delayed:
-            prev = self.at_stage(s, stage - 1)
+            prev = self.at_stage(s, stage - 1, width)
             d = Sig(f"{s.name}_s{stage}", s.lo, s.hi, s.depth, stage, 0)
-            self.pipe_reg(d.name, s.width, prev.name)
+            self.pipe_reg(d.name, width or s.width, prev.name)
             self._delayed[key] = d
         return self._delayed[key]
 
@@ -173,7 +173,6 @@ class Net:
         if self.k and y.lvl >= self.k:   # k levels since the last register: cut here
             r = Sig(f"{y.name}_p", y.lo, y.hi, y.depth, y.stage + 1, 0)
             self.pipe_reg(r.name, w, y.name)
-            self.stages = max(self.stages, r.stage)
             y = r
         return Term(y, m, a.neg and b.neg)
 

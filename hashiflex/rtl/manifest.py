@@ -39,6 +39,13 @@ Name = Annotated[StrictStr, Field(min_length=1, max_length=512)]
 FileName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]*\.v$")]
 
 
+def first_error(e: ValidationError, whole: str) -> str:
+    """`field.path: what is wrong` of a validation's first error (`whole` when it is the object's)."""
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "constrained-")))
+    return f"{loc or whole}: {err['msg'].removeprefix('Value error, ')}"
+
+
 class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
@@ -370,10 +377,7 @@ class Manifest(_Entry):
         try:
             return cls.model_validate(obj)
         except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "constrained-")))
-            msg = err["msg"].removeprefix("Value error, ")
-            raise UserError(f"{where}: {loc or 'manifest'}: {msg}; {redo}") from None
+            raise UserError(f"{where}: {first_error(e, 'manifest')}; {redo}") from None
 
 
 __all__ = ["FILE", "FORMAT", "VERSION", "Block", "BlockInput", "Manifest", "ModuleEntry", "NPUEntry", "Port",

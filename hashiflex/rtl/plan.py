@@ -24,6 +24,7 @@ from ..checkpoint import atomic_write
 from ..errors import UserError, os_error_hint
 from ..ir.spec import Conv, Program, npu_op
 from .generate import plan_lanes
+from .manifest import first_error
 from .schedule import hw_ops
 
 FORMAT = "hashiflex-plan"
@@ -109,9 +110,7 @@ def read_plan(path, redo: str = "write it with 'hashiflex estimate BUILD --targe
     try:
         return Plan.model_validate(obj)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith(("function-", "constrained-")))
-        raise UserError(f"{p}: {loc or 'plan'}: {err['msg'].removeprefix('Value error, ')}; {redo}") from None
+        raise UserError(f"{p}: {first_error(e, 'plan')}; {redo}") from None
 
 
 def parallelism_of(prog: Program, plan: Plan) -> int:

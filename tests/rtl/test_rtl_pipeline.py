@@ -4,7 +4,6 @@ each sum adds one image's values, valid bits per stage and one move condition fo
 pipeline. In Verilator the outputs equal the golden simulator exactly, with random input bubbles
 and output back-pressure; cycles per image are unchanged (the manifest's), the latency grows
 by the stages, and the registers are counted where they are declared."""
-import subprocess
 
 import numpy as np
 import pytest
@@ -12,8 +11,8 @@ import pytest
 from hashiflex.cost import design, model
 from hashiflex.errors import UserError
 from hashiflex.rtl import generate_rtl
-from hashiflex.verify import harness, verify_build
-from rtl_progs import ProgBuilder
+from hashiflex.verify import verify_build
+from rtl_progs import ProgBuilder, assert_lint_clean
 from test_rtl_random import random_program
 
 
@@ -32,9 +31,7 @@ def deep_program():
 
 def _check(prog, d, k, parallelism=1, n=5, stall=0, seed=0):
     man = generate_rtl(prog, d / "rtl", parallelism, pipeline_levels=k)
-    lint = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man.top,
-                           *[str(d / "rtl" / f) for f in man.files]], capture_output=True, text=True)
-    assert lint.returncode == 0 and not lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    assert_lint_clean(d / "rtl", man)
     images = np.random.default_rng(seed).integers(0, 256, (n, *prog.tensors["input"].shape), dtype=np.uint8)
     res = verify_build(d, images, prog=prog, stall_in=stall, stall_out=stall, seed=seed, target="pipeline")
     assert res["mismatches"] == 0, res["first_mismatch"]

@@ -2,7 +2,6 @@
 Verilog built by Verilator equals the golden simulator exactly; sharing changes adders only, never
 the schedule; generation is deterministic. These fail (never skip) when Verilator is missing."""
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ from hashiflex.cli import main
 from hashiflex.ir.adder_graph import evaluate_graph, layer_matrix, with_constants
 from hashiflex.ir.sharing import hardware_constants, layer_graph
 from hashiflex.rtl import generate_rtl
-from hashiflex.verify import harness, verify_build
-from rtl_progs import ProgBuilder
+from hashiflex.verify import verify_build
+from rtl_progs import ProgBuilder, assert_lint_clean
 from test_rtl_random import random_program
 
 SAME = ("expected_cycles_per_image", "register_bits", "ports", "outputs", "parallelism", "skip_fifos")
@@ -34,9 +33,7 @@ def wide_program():
 def build_and_check(prog, d, share, parallelism=1, n_images=2, seed=0, stall=0):
     """Generate with `share`, lint with -Wall, simulate in Verilator and compare with the golden."""
     man = generate_rtl(prog, d / "rtl", parallelism, share=share)
-    lint = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man.top,
-                           *[str(d / "rtl" / f) for f in man.files]], capture_output=True, text=True)
-    assert lint.returncode == 0 and not lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    assert_lint_clean(d / "rtl", man)
     images = np.random.default_rng(seed).integers(0, 256, (n_images, *prog.tensors["input"].shape), dtype=np.uint8)
     res = verify_build(d, images, prog=prog, stall_in=stall, stall_out=stall, seed=seed)
     assert res["images"] == n_images and res["mismatches"] == 0, res["first_mismatch"]
