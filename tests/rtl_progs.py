@@ -22,14 +22,15 @@ def assert_lint_clean(rtl_dir, man) -> None:
 
 
 def rtl_check(prog: Program, tmp_path, n_images=3, seed=0, stall_in=0, stall_out=0, exact_cycles=True,
-              parallelism=1) -> dict:
-    """Generate, lint with -Wall, build, simulate; assert no warning, RTL == golden and the cycle figure."""
-    man = generate_rtl(prog, tmp_path / "rtl", parallelism)
+              parallelism=1, formats=None, cycles_slack=0.02) -> dict:
+    """Generate (a first-layer P, or per-layer `formats`), lint with -Wall, build, simulate; assert
+    no warning, RTL == golden and the cycle figure."""
+    man = generate_rtl(prog, tmp_path / "rtl", parallelism, formats=formats)
     assert_lint_clean(tmp_path / "rtl", man)
     images = np.random.default_rng(seed).integers(0, 256, (n_images, *prog.tensors["input"].shape), dtype=np.uint8)
     res = verify_build(tmp_path, images, prog=prog, stall_in=stall_in, stall_out=stall_out, seed=seed)
     assert res["images"] == n_images
     assert res["mismatches"] == 0, res["first_mismatch"]
     if exact_cycles and not stall_in and not stall_out and n_images > 1:
-        assert abs(res["cycles_per_image"] - man.expected_cycles_per_image) <= 0.02 * man.expected_cycles_per_image
+        assert abs(res["cycles_per_image"] - man.expected_cycles_per_image) <= cycles_slack * man.expected_cycles_per_image
     return {"manifest": man, "result": res}

@@ -102,22 +102,23 @@ def run(args):
         if planned:
             from ..rtl.npu import NPUConfig
             from ..rtl.plan import FILE as PLAN_FILE
-            from ..rtl.plan import parallelism_of, write_plan
+            from ..rtl.plan import formats_of, write_plan
 
             _, plan = _plan_for(args, prog, graphs)
-            parallelism = parallelism_of(prog, plan)    # refuses what the generator does not support
+            formats = formats_of(prog, plan)    # refuses what the generator does not support
+            parallelism = 1
             npu = None if plan.npu is None else NPUConfig(plan.npu.lanes, plan.npu.batch,
                                                           getattr(args, "npu_capacity", None))
             files["plan"] = str(write_plan(plan, stage / PLAN_FILE))
         else:
-            parallelism, npu = args.parallelism, None
+            parallelism, npu, formats = args.parallelism, None, None
         if not args.no_rtl:
             from ..rtl import generate_rtl
 
             m = generate_rtl(prog, stage / "rtl", parallelism, share=graphs is not None,
                              npu=npu if planned else _npu_config(args, prog), graphs=graphs,
                              pipeline_levels=plan.pipeline_levels if plan is not None else
-                             getattr(args, "pipeline_levels", None))
+                             getattr(args, "pipeline_levels", None), formats=formats)
     files = {k: str(out / Path(v).name) for k, v in files.items()}
     result = dict(summarize(prog), **files, build=str(args.out), source=args.arch or args.checkpoint)
     summary = (f"compiled {result['source']} into {args.out}: {result['ops']} ops, "

@@ -19,6 +19,7 @@ from ..ir.sharing import AdderGraphs
 from ..ir.spec import Conv, Program, npu_op
 from ..rtl.manifest import Manifest
 from ..rtl.conv import conv_module
+from ..rtl.convert import convertible
 from ..rtl.npu import NPUConfig, npu_counts, plan_npu
 from ..rtl.plan import Plan, plan_from
 from ..rtl.schedule import hw_ops
@@ -65,8 +66,9 @@ def _axis_options(prog: Program, convs, n: int, axis: int) -> list[int]:
 class Balancer:
     def __init__(self, prog: Program, clock_ghz: float | None = None, manifest: Manifest | None = None,
                  max_rows: int | None = None, graphs: AdderGraphs | None = None, pipeline_levels: int | None = None,
-                 models: list[model.LayerModel] | None = None):
+                 models: list[model.LayerModel] | None = None, generated: bool = False):
         self.prog = prog
+        self.generated = generated   # only converters the RTL generates (rtl.convert; implies V = 1)
         self.models = models if models is not None else model.models_for(prog, manifest, graphs)
         self.by_name = {m.op.name: m for m in self.models}
         for m in self.models:   # one K for every conv, as the generator pipelines
@@ -106,14 +108,22 @@ class Balancer:
         return front
 
     def _crossing(self, gi: int, fmt, nxt) -> float:
-        """Converter area between resolution gi (format fmt) and the next one (format nxt)."""
+        """Converter area between resolution gi (format fmt) and the next one (format nxt); inf
+        when the generator cannot build it (generated mode: only in front of convs, and only
+        between lane counts one of which divides the other)."""
         area = 0.0
         for o in self.groups[gi][1]:
             if isinstance(o, Conv) and o.stride != (1, 1):
                 f_out = storage.out_format(self.prog, o, *fmt)
                 if f_out != nxt:
+                    if self.generated and not self._generates(o.output, f_out, nxt):
+                        return math.inf
                     area += design.converter(self.prog, o.output, f_out, nxt).area_um2
         return area
+
+    def _generates(self, t: str, f_out, nxt) -> bool:
+        consumers = [o for o in self.prog.ops if t in self.prog.op_inputs(o)]
+        return convertible(f_out[0], nxt[0]) and all(isinstance(o, Conv) for o in consumers)
 
     def cheapest(self, target_cycles: float) -> dict[str, tuple[int, int]] | None:
         """Formats of the cheapest design whose every layer takes at most target_cycles."""
@@ -136,9 +146,12 @@ class Balancer:
                 best = None
                 for prev_fmt, (cost, path) in states[-1].items() if gi else [(None, (0.0, []))]:
                     c = cost + r[3] + (self._crossing(gi - 1, prev_fmt, fmt) if gi else 0.0)
-                    if best is None or c < best[0]:
+                    if c < math.inf and (best is None or c < best[0]):
                         best = (c, path + [fmt])
-                nxt[fmt] = best
+                if best is not None:
+                    nxt[fmt] = best
+            if not nxt:
+                return None
             states.append(nxt)
         _, path = min(states[-1].values(), key=lambda s: s[0])
         return {o.name: fmt for (shape, ops), fmt in zip(self.groups, path) for o in ops}
@@ -252,29 +265,28 @@ def fastest_within(front: list[dict], area_mm2: float, who: str) -> dict:
 
 def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: float | None = None,
                      area_mm2: float | None = None, graphs: AdderGraphs | None = None) -> tuple[dict, Plan]:
-    """The cheapest design the RTL generator supports that reaches target_ips (or the fastest
-    within area_mm2) at the clock, and its plan (rtl.plan). Only V = 1 formats are tabled (the
-    generator's), and a clock above the unpipelined trees' fmax is refused (pipelined trees are
-    not generated)."""
+    """The cheapest design the RTL generator builds that reaches target_ips (or the fastest within
+    area_mm2) at the clock, and its plan (rtl.plan): per-resolution lanes, V = 1, width converters
+    only where the generator makes them (in front of convs, lane counts one of which divides the
+    other). A clock above the unpipelined trees' fmax pipelines every conv with one K."""
     if (target_ips is None) == (area_mm2 is None):
         raise UserError("give one of --target-ips or --area-mm2")
     models = model.models_for(prog, None, graphs)
     levels = None
     if clock_ghz is not None and clock_ghz > model.fmax_ghz(models):   # pipeline every conv, one K
         levels = model.uniform_levels(models, 1.0 / clock_ghz)
-    b = Balancer(prog, clock_ghz, max_rows=1, pipeline_levels=levels, models=models)
-    front = b.rtl_front()
+    b = Balancer(prog, clock_ghz, max_rows=1, pipeline_levels=levels, models=models, generated=True)
     if target_ips is not None:
-        fit = [d for d in front if d["images_per_s"] >= target_ips]
-        if not fit:
-            top = front[-1]
+        if not target_ips > 0:
+            raise UserError(f"--target-ips must be > 0 (got {target_ips})")
+        best = b.design_for(b.clock * 1e9 / target_ips)
+        if best is None:
+            top = max(b.front(), key=lambda d: d["images_per_s"])
             raise UserError(f"no design the RTL generates reaches {target_ips:,.0f} images/s at {b.clock:.3f} GHz: "
-                            f"the fastest is {top['images_per_s']:,.0f} (P = {top['parallelism']}, "
-                            f"{top['area_mm2']:.3f} mm^2)")
-        best = min(fit, key=lambda d: (d["area_mm2"], -d["images_per_s"]))
+                            f"the fastest is {top['images_per_s']:,.0f} ({top['area_mm2']:.3f} mm^2)")
         best["target_ips"] = target_ips
     else:
-        best = fastest_within(front, area_mm2, "the RTL generates")
+        best = fastest_within(b.front(), area_mm2, "the RTL generates")
     formats = {k: tuple(v) for k, v in best["formats"].items()}
     npu = best.get("npu")
     if levels:   # the pipeline registers the generator declares for these lanes, counted by emitting them
@@ -284,7 +296,7 @@ def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: 
                 solved = graphs.get(m.op.name) if graphs is not None else None
                 emitted = conv_module("count", m.op, prog, g, solved, levels).register_bits
                 m.pipe_bits = emitted - storage.storage(prog, m.op, g, 1, trim=False).total_bits
-    keep = {k: best[k] for k in ("parallelism", "target_ips", "target_area_mm2") if k in best}
+    keep = {k: best[k] for k in ("target_ips", "target_area_mm2") if k in best}
     counts = None
     if npu is not None:   # price the NPU as the generator builds it (its counted multipliers, registers, memories)
         counts = npu_counts(plan_npu(prog, NPUConfig(npu["lanes"], npu["batch"]), best["cycles_per_image"]))

@@ -13,6 +13,7 @@ from ..errors import UserError
 from ..ir.sharing import AdderGraphs, load_graphs
 from ..ir.spec import Conv, Program, npu_op
 from ..rtl.common import stream_bits
+from ..rtl.convert import convertible, converter_register_bits
 from ..rtl.manifest import Manifest, NPUEntry
 from ..rtl.npu import NPUCounts
 from ..rtl.readback import check_program, find_manifest
@@ -54,6 +55,17 @@ def rtl_formats(prog: Program, parallelism) -> dict[str, tuple[int, int]]:
     return {op.name: (lanes[prog.op_inputs(op)[0]], 1) for op in hw_ops(prog)}
 
 
+def generates(prog: Program, formats) -> bool:
+    """Whether the RTL generator builds these per-layer formats (rtl.generate.plan_formats)."""
+    from ..rtl.generate import plan_formats
+
+    try:
+        plan_formats(prog, {k: tuple(v) for k, v in formats.items()})
+    except UserError:
+        return False
+    return True
+
+
 def is_rtl(prog: Program, formats) -> int | None:
     """The first-layer P whose generated RTL has exactly these formats, else None."""
     ops = hw_ops(prog)
@@ -69,10 +81,18 @@ def is_rtl(prog: Program, formats) -> int | None:
 
 
 def converter(prog: Program, t: str, f_in, f_want, name: str = "") -> model.Layer:
-    """A width converter (model only) of tensor t from format f_in to f_want: two beats of the
-    wider format, or whole rows when the rows per beat change."""
+    """A width converter of tensor t from format f_in to f_want. V = 1 on both sides with one
+    lane count dividing the other: the generator's (rtl.convert), its registers counted by
+    emitting it. Otherwise (model only): two beats of the wider format, or whole rows when the
+    rows per beat change."""
     c, h, w = prog.tensors[t].shape
     pix = c * stream_bits(prog.tensors[t])
+    if f_in[1] == f_want[1] == 1 and convertible(f_in[0], f_want[0]):
+        L = model.Layer(name or f"convert:{t}", "converter", f_want[0], 1)
+        L.reg_bits = converter_register_bits(w, pix, f_in[0], f_want[0])
+        L.area = {"registers": L.reg_bits * tech.A_REG_BIT, "control": tech.A_MODULE_CONTROL}
+        L.energy_pj = h * w * pix * tech.E_FF_BIT    # every pixel written into the buffer once
+        return L
     if f_in[1] == f_want[1]:
         words, width = 2, max(f_in[0], f_want[0]) * f_in[1] * pix
     else:
@@ -108,7 +128,7 @@ def fifo_list(prog: Program, formats, manifest: Manifest | None = None, extra: d
     elif all(v == 1 for _, v in formats.values()):
         lanes = {t: f[0] for t, f in made.items()}
         try:
-            deps = skip_fifos(prog, lanes, extra)
+            deps = skip_fifos(prog, lanes, extra, {op: f[0] for op, f in formats.items()})
         except UserError:
             deps = None
         if deps is not None:
@@ -167,7 +187,7 @@ def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: 
     layers += converter_layers(prog, formats)
     nop = npu_op(prog)
     crit = model.critical(models)
-    extra = {"rtl_parallelism": is_rtl(prog, formats), "classifier": "po2" if nop is None else "int8-npu",
+    extra = {"rtl_parallelism": is_rtl(prog, formats), "rtl_generated": generates(prog, formats), "classifier": "po2" if nop is None else "int8-npu",
              "clock_critical_layer": crit[0], "clock_fmax_ghz": 1.0 / crit[1], "trees_pipelined": pipeline,
              "formats": {k: list(v) for k, v in formats.items()}}
     if nop is not None:
@@ -205,7 +225,7 @@ def as_generated(prog: Program, manifest: Manifest | None, clock_ghz: float | No
     `parallelism` and the adder graphs of the sharing pass, counted as the RTL would emit them)."""
     models = model.models_for(prog, manifest, graphs)
     if manifest is not None:
-        formats = rtl_formats(prog, manifest.first_p(hw_ops(prog)[0].name))
+        formats = manifest.formats()
     else:
         formats = rtl_formats(prog, parallelism)
     clock, pipe = clock_for(models, clock_ghz)

@@ -11,7 +11,7 @@ import numpy as np
 from ..ir.intervals import bits_for
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program, round_const
 from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits, stream_range
-from ..rtl.conv import columns
+from ..rtl.conv import columns, row_walk
 from .counts import _constant, _sums
 
 
@@ -36,16 +36,16 @@ def fifo_storage(width: int, depth: int, name: str = "fifo") -> Storage:
 
 
 def conv_shape(op: Conv, prog: Program, g: int = 1, v: int = 1):
-    """(column plan, row plan) for G lanes and V rows per beat (V > 1: the column rule applied to
-    rows, model only)."""
+    """(column plan, row plan, rows of steps per image) for G lanes and V rows per beat (V > 1:
+    the column rule applied to rows, model only)."""
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     _, h, w = x.shape
     _, oh, ow = y.shape
     kh, kw = prog.arrays[op.weight].shape[2:]
     col = columns(op, w, ow, kw, g)
     row = columns(replace(op, stride=op.stride[::-1], padding=op.padding[::-1]), h, oh, kh, v) if v > 1 else None
-    ht = max(op.padding[0] + h, (oh - 1) * op.stride[0] + kh)
-    return col, row, (row.steps if row else ht)
+    ht, y0 = row_walk(op, h, oh, int(kh), g)
+    return col, row, (row.steps if row else ht - y0)
 
 
 def live_outputs(prog: Program, op: Conv) -> np.ndarray:
@@ -80,21 +80,22 @@ def storage(prog: Program, op, g: int = 1, v: int = 1, trim: bool = True, taps=N
         wt, gl, p = col.steps, col.lanes, col.out_lanes
         vo = row.out_lanes if row else 1
         bi = stream_bits(x)
-        reg = 1 + (max(1, (ht - 1).bit_length()) if ht > 1 else 0) + (max(1, (wt - 1).bit_length()) if wt > 1 else 0)
+        h_pad, _ = row_walk(op, x.shape[1], y.shape[1], int(kh), g)     # the row counter spans the padded rows
+        reg = 1 + (max(1, (h_pad - 1).bit_length()) if ht > 1 else 0) + (max(1, (wt - 1).bit_length()) if wt > 1 else 0)
         ncol = kw - 1 + gl
+        low = kw - 1 if col.pad_left and wt == 1 else 0    # a constant-padding margin has no registers
         rows_v = (kh - 1 + v) / kh           # V > 1: the window holds kh - 1 + V rows
         if trim:
             used, n_live = taps if taps is not None else (used_taps(prog, op), int(live_outputs(prog, op).sum()))
             # a window register is needed if its tap or one it shifts into (lower column) is read
             first = np.where(used.any(axis=2), used.argmax(axis=2), kw)      # lowest used kx per (c, ky)
-            lead = 0 if gl == 1 else op.stride[1] - 1
-            reg += round(int(np.where(first < kw, ncol - lead - first, 0).sum()) * bi * rows_v)
+            reg += round(int(np.where(first < kw, ncol - np.maximum(col.lead + first, low), 0).sum()) * bi * rows_v)
             # line buffer k feeds window row k and line buffer k - 1
             top = np.where(used.any(axis=2).any(axis=1), used.any(axis=2).argmax(axis=1), kh)  # lowest used ky
             lb_ch = [int((top <= k).sum()) for k in range(kh - 1)]
             ch_used = int((top < kh).sum())
         else:
-            reg += round(kh * ncol * c_in * bi * rows_v)
+            reg += round(kh * (ncol - low) * c_in * bi * rows_v)
             lb_ch, ch_used = [c_in] * (kh - 1), c_in
         if col.a > 0:
             reg += gl * ch_used * bi * v                             # column realignment

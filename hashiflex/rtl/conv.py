@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import UserError
 from ..ir.sharing import LayerGraph
 from ..ir.spec import Conv, Program, round_const
+from .convert import check_convertible, emit_converter
 from .common import Module, _concat, _header, _mask, _out_fifo, _rng, _unused, stream_bits, stream_range
 from .emit import Net, Sig, Term, constant_result, lit
 
@@ -21,9 +22,20 @@ class Columns:
 
     lanes == 1: one padded column per step (any stride), outputs where the window's right edge
     lands on ox*sw + kw - 1. lanes G > 1 (sw divides G): each step shifts in a chunk of G
-    columns, image columns [c*G + a, c*G + a + G) for chunk c (a = kw - sw - pw, 0 <= a < G),
-    and computes P = G / sw outputs, ox in [c*P, c*P + P), lane k from window columns starting
-    at k*sw + sw - 1. Chunk c consumes input beat c + (a > 0)."""
+    columns, image columns [c*G + a, c*G + a + G) for chunk c (0 <= a < G), and computes
+    P = G / sw outputs, ox in [c*P, c*P + P), lane k from window columns starting at
+    k*sw + lead. Chunk c consumes input beat c + (a > 0). Window column j of chunk c is image
+    column c*G + a - (kw - 1) + j.
+
+    Three walks, the first that fits:
+    - a = kw - sw - pw = 0: chunk c is beat c and the kw - 1 columns left of chunk 0 are all
+      padding, so the window's left margin is zeroed at a row's first step (`pad_left`) instead
+      of being shifted in by priming steps: ceil(W / G) steps per row.
+    - a > 0 and one beat holds the whole row (G >= W, one output beat): chunk 0 is the beat, the
+      left margin is padding and the `extra` = a columns right of the beat are padding too (zero
+      taps): one step per row.
+    - otherwise chunks are realigned by a columns (`hold`), with ceil((kw - sw) / G) priming
+      steps (`first`) before chunk 0."""
     lanes: int
     steps: int
     first: int          # chunk index of step 0 (lanes > 1)
@@ -31,6 +43,9 @@ class Columns:
     out_lanes: int
     nb: int             # input beats per row
     nob: int            # output beats per row
+    lead: int = 0       # window column of lane 0's leftmost tap
+    pad_left: bool = False   # the left margin (window columns < kw - 1) is zero at chunk 0
+    extra: int = 0      # zero window columns right of the registers (padding past a one-beat row)
 
     def consumes(self, t: int) -> bool:
         b = t + self.first + (self.a > 0)
@@ -54,9 +69,13 @@ def columns(op: Conv, w: int, ow: int, kw: int, lanes: int) -> Columns:
                         f"and padding {pw} (need the stride to divide the lanes and 0 <= kw - stride - pad < lanes)")
     p = lanes // sw
     nb, nob = -(-w // lanes), -(-ow // p)
+    if a == 0 and kw > sw:     # chunk c is beat c; the margin left of chunk 0 is padding
+        return Columns(lanes, max(nob, nb), 0, 0, p, nb, nob, sw - 1, True)
+    if a > 0 and nb == 1 and nob == 1:    # one beat per row: padding on both sides
+        return Columns(lanes, 1, 0, 0, p, nb, nob, kw - 1 - pw, True, a)
     first = -(-(kw - sw) // lanes) if kw > sw else 0
     last = max(nob - 1, nb - 1 - (a > 0))
-    return Columns(lanes, last + first + 1, -first, a, p, nb, nob)
+    return Columns(lanes, last + first + 1, -first, a, p, nb, nob, sw - 1)
 
 
 @dataclass(frozen=True)
@@ -76,8 +95,14 @@ class ConvPlan:
     groups: int
     ht: int
     col: Columns
+    y0: int               # first padded row walked (lanes > 1: top padding rows are not stepped through)
     bi: int               # bits per input channel
     bo: int               # bits per output channel
+    src_lanes: int = 0    # pixels per beat of the input port when a width converter feeds the core
+
+    @property
+    def port(self) -> str:    # the stream the traversal reads: the port, or the converter's output
+        return "cin" if self.src_lanes else "in"
 
     @property
     def wt(self) -> int:
@@ -92,6 +117,10 @@ class ConvPlan:
         return self.c_in * self.bi
 
     @property
+    def rows(self) -> int:     # rows walked per image
+        return self.ht - self.y0
+
+    @property
     def yw(self) -> int:
         return max(1, (self.ht - 1).bit_length())
 
@@ -100,13 +129,23 @@ class ConvPlan:
         return max(1, (self.wt - 1).bit_length())
 
 
-def plan_conv(op: Conv, prog: Program, lanes: int) -> ConvPlan:
+def plan_conv(op: Conv, prog: Program, lanes: int, src_lanes: int | None = None) -> ConvPlan:
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     (c_in, h, w), (c_out, oh, ow) = x.shape, y.shape
     kh, kw = prog.arrays[op.weight].shape[2:]
-    ht = max(op.padding[0] + h, (oh - 1) * op.stride[0] + kh)
+    ht, y0 = row_walk(op, h, oh, int(kh), lanes)
     return ConvPlan(c_in, h, w, c_out, oh, ow, int(kh), int(kw), tuple(op.stride), tuple(op.padding), op.groups, ht,
-                    columns(op, w, ow, kw, lanes), stream_bits(x), stream_bits(y))
+                    columns(op, w, ow, kw, lanes), y0, stream_bits(x), stream_bits(y),
+                    src_lanes if src_lanes and src_lanes != lanes else 0)
+
+
+def row_walk(op: Conv, h: int, oh: int, kh: int, lanes: int) -> tuple[int, int]:
+    """(ht, y0): the padded rows [0, ht) of the traversal and the first one stepped through. With
+    lanes > 1 the top padding rows that come before the first output row are skipped: the line
+    buffers' stale rows are masked to zero where the window reaches above the image, so an
+    image takes ht - y0 rows of steps (P = 1 modules keep y0 = 0)."""
+    ht = max(op.padding[0] + h, (oh - 1) * op.stride[0] + kh)
+    return ht, (min(op.padding[0], kh - 1) if lanes > 1 else 0)
 
 
 def _emit_control(net: Net, p: ConvPlan) -> None:
@@ -124,12 +163,12 @@ def _emit_control(net: Net, p: ConvPlan) -> None:
     else:
         cin, cout = p.col.consumes, p.col.outputs
     conds = {}
-    for axis, n, var, in_ok, out_ok in (
+    for axis, n, var, in_ok, out_ok, start in (
             ("r", p.ht, "y", lambda i: ph <= i < ph + p.h,
-             lambda i: i >= p.kh - 1 and (i - p.kh + 1) % sh == 0 and (i - p.kh + 1) // sh < p.oh),
-            ("c", p.wt, "x", cin, cout)):
-        if n == 1:
-            conds[axis] = (f"1'b{int(in_ok(0))}", f"1'b{int(out_ok(0))}")
+             lambda i: i >= p.kh - 1 and (i - p.kh + 1) % sh == 0 and (i - p.kh + 1) // sh < p.oh, p.y0),
+            ("c", p.wt, "x", cin, cout, 0)):
+        if n - start == 1:
+            conds[axis] = (f"1'b{int(in_ok(start))}", f"1'b{int(out_ok(start))}")
             continue
         net.reg(var, p.yw if var == "y" else p.xw)
         L.append(f"localparam [{n - 1}:0] {axis.upper()}IN = {_mask(n, in_ok)};")
@@ -138,8 +177,8 @@ def _emit_control(net: Net, p: ConvPlan) -> None:
     L.append(f"wire need_in = {conds['r'][0]} & {conds['c'][0]};")
     L.append(f"wire is_out = {conds['r'][1]} & {conds['c'][1]};")
     L.append(f"wire stall = wv & ~{'pen' if net.k else 'o_free'};")
-    L.append("wire adv = (~need_in | in_valid) & ~stall;")
-    L.append("assign in_ready = need_in & ~stall;")
+    L.append(f"wire adv = (~need_in | {p.port}_valid) & ~stall;")
+    L.append(f"assign {p.port}_ready = need_in & ~stall;")
 
 
 def _emit_window(net: Net, p: ConvPlan) -> None:
@@ -148,10 +187,10 @@ def _emit_window(net: Net, p: ConvPlan) -> None:
     L, g, cw, wt, kh, kw = net.lines, p.g, p.cw, p.wt, p.kh, p.kw
     gw = g * cw
     if p.col.a == 0:
-        L.append(f"wire {_rng(gw)}pix = need_in ? in_data : {lit(0, gw)};")
+        L.append(f"wire {_rng(gw)}pix = need_in ? {p.port}_data : {lit(0, gw)};")
     else:  # chunk = lanes a..g-1 of the previous beat, then lanes 0..a-1 of the new one
         a = p.col.a
-        L.append(f"wire {_rng(gw)}pixn = need_in ? in_data : {lit(0, gw)};")
+        L.append(f"wire {_rng(gw)}pixn = need_in ? {p.port}_data : {lit(0, gw)};")
         net.reg("hold", gw)
         first = f"x == {lit(0, p.xw)}" if wt > 1 else "1'b1"
         L.append(f"wire {_rng(gw)}holde = ({first}) ? {lit(0, gw)} : hold;")
@@ -161,17 +200,32 @@ def _emit_window(net: Net, p: ConvPlan) -> None:
     idx = "x" if wt > 1 else "0"
     for k in range(kh - 1):
         net.reg(f"lb{k}", gw, words=wt)
-        L.append(f"wire {_rng(gw)}col{k} = lb{k}[{idx}];")
-    ncol = kw - 1 + g
+        # window row k holds padded row y - (kh - 1) + k: zero above the image when the top
+        # padding rows were not stepped through (their zeros never entered the line buffers)
+        above = p.pad[0] + kh - 1 - k
+        if p.y0 and above > p.y0:
+            cond = f"y < {lit(above, p.yw)}" if p.rows > 1 else "1'b1"
+            L.append(f"wire {_rng(gw)}col{k} = ({cond}) ? {lit(0, gw)} : lb{k}[{idx}];")
+        else:
+            L.append(f"wire {_rng(gw)}col{k} = lb{k}[{idx}];")
+    ncol, col = kw - 1 + g, p.col
+    zero_margin = col.pad_left and wt == 1    # every step starts a row: the margin is constant padding
     for ky in range(kh):
-        for j in range(ncol):
-            net.reg(f"w{ky}_{j}", cw)
+        for j in range(ncol + col.extra):
+            if j >= ncol or (zero_margin and j < kw - 1):
+                net.wire(f"w{ky}_{j}", cw, lit(0, cw))
+            else:
+                net.reg(f"w{ky}_{j}", cw)
     upd = [f"lb{k}[{idx}] <= {f'lb{k + 1}[{idx}]' if k < kh - 2 else 'pix'};" for k in range(kh - 1)]
+    row_start = f"x == {lit(0, p.xw)}" if wt > 1 else "1'b1"
     for ky in range(kh):
         src = f"col{ky}" if ky < kh - 1 else "pix"
         for j in range(ncol):
             m = j - (kw - 1)
-            upd.append(f"w{ky}_{j} <= {f'w{ky}_{j + g}' if m < 0 else (src if gw == cw else f'{src}[{m * cw + cw - 1}:{m * cw}]')};")
+            if m < 0 and zero_margin:
+                continue
+            shifted = f"({row_start}) ? {lit(0, cw)} : w{ky}_{j + g}" if col.pad_left else f"w{ky}_{j + g}"
+            upd.append(f"w{ky}_{j} <= {shifted if m < 0 else (src if gw == cw else f'{src}[{m * cw + cw - 1}:{m * cw}]')};")
     L += ["always @(posedge clk) begin", "    if (adv) begin"] + ["        " + u for u in upd] + ["    end", "end"]
 
 
@@ -181,13 +235,13 @@ def _emit_counters(net: Net, p: ConvPlan) -> None:
     L += ["always @(posedge clk) begin", "    if (rst) begin", "        wv <= 1'b0;"]
     if wt > 1:
         L.append(f"        x <= {lit(0, xw)};")
-    if ht > 1:
-        L.append(f"        y <= {lit(0, yw)};")
+    if p.rows > 1:
+        L.append(f"        y <= {lit(p.y0, yw)};")
     L += ["    end else if (adv) begin", "        wv <= is_out;"]
     if wt > 1:
         L.append(f"        x <= (x == {lit(wt - 1, xw)}) ? {lit(0, xw)} : x + 1'b1;")
-    if ht > 1:
-        step = f"(y == {lit(ht - 1, yw)}) ? {lit(0, yw)} : y + 1'b1"
+    if p.rows > 1:
+        step = f"(y == {lit(ht - 1, yw)}) ? {lit(p.y0, yw)} : y + 1'b1"
         L.append(f"        if ({f'x == {lit(wt - 1, xw)}' if wt > 1 else '1'}) y <= {step};")
     L += [f"    end else if ({'pen' if net.k else 'o_free'}) begin", "        wv <= 1'b0;", "    end", "end"]
 
@@ -235,7 +289,7 @@ def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerG
     lane_outs, lane_vals = [], []
     p_out, col = p.col.out_lanes, p.col
     for lane in range(p_out):
-        j0 = 0 if g == 1 else lane * sw + sw - 1
+        j0 = 0 if g == 1 else lane * sw + col.lead
         if graph is not None:   # graph input i*kh*kw + ky*kw + kx is tap (i, ky, kx), then the constants
             nt = p.c_in * kh * kw
             roots = net.graph_terms(graph, lambda j: tap(j // (kh * kw), (j // kw) % kh, j0 + j % kw) if j < nt
@@ -301,13 +355,16 @@ def _emit_valid_pipe(net: Net, stages: int) -> str:
 
 
 def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: LayerGraph | None = None,
-                pipeline: int | None = None):
+                pipeline: int | None = None, src_lanes: int | None = None):
     """The module of a conv whose input carries `lanes` pixels per beat; `solved`: the layer's shared
     adder graph (hashiflex.ir.sharing), else one tree per output channel; `pipeline` k: a register
     after every k adder levels (docs/architecture.md). Plan, then emit the control, the window, the
     counters and the adder network, in that order."""
-    p = plan_conv(op, prog, lanes)
+    p = plan_conv(op, prog, lanes, src_lanes)
     net = Net(pipeline=pipeline)
+    if p.src_lanes:
+        check_convertible(op.name, p.w, p.src_lanes, lanes)
+        emit_converter(net, p.w, p.cw, p.src_lanes, lanes)
     _emit_control(net, p)
     _emit_window(net, p)
     _emit_counters(net, p)
@@ -316,17 +373,22 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
     ow_bits = p_out * p.c_out * p.bo
     net.wire("o_data", ow_bits, _concat(lane_outs))
     _out_fifo(net, ow_bits, _emit_valid_pipe(net, stages) if net.k else "wv")
+    # a window column is read by its taps and, in the left margin's shift, by the column g to its left
+    shifted = set() if col.pad_left and p.wt == 1 else set(range(g, p.kw - 1 + g))
     unused = [f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if cw > 1 else f"w{ky}_{j}"
-              for ky in range(p.kh) for j in range(min(g, p.kw - 1 + g)) for c in range(p.c_in) if (c, ky, j) not in taps]
+              for ky in range(p.kh) for j in range(p.kw - 1 + g + col.extra) if j not in shifted
+              for c in range(p.c_in) if (c, ky, j) not in taps]
     if p.wt <= 1 and any(g > 1 and (col.nob - 1) * p_out + k >= p.ow for k in range(p_out)):
         unused += [f"lane{k}" for k in range(p_out) if (col.nob - 1) * p_out + k >= p.ow]
     _unused(net, unused)
-    text = _header(name, [("in", g * cw)], ow_bits, net.lines)
-    return Module(name, "conv", op.name, text, ["in"], [g * cw], ow_bits, p.ht * p.wt, net.adders, net.adder_bits,
+    in_w = (p.src_lanes or g) * cw
+    text = _header(name, [("in", in_w)], ow_bits, net.lines)
+    return Module(name, "conv", op.name, text, ["in"], [in_w], ow_bits, p.rows * p.wt, net.adders, net.adder_bits,
                   net.reg_bits, {"kernel": [p.kh, p.kw], "stride": list(op.stride), "padding": list(op.padding),
-                                 "groups": p.groups, "traversal": [p.ht, p.wt], "lanes_in": g, "lanes_out": p_out,
+                                 "groups": p.groups, "traversal": [p.rows, p.wt], "lanes_in": g, "lanes_out": p_out,
                                  **adder_info(net, naive, shared, p_out),
-                                 **({"pipeline_stages": stages} if pipeline else {})})
+                                 **({"pipeline_stages": stages} if pipeline else {}),
+                                 **({"lanes_src": p.src_lanes} if p.src_lanes else {})})
 
 
 def adder_info(net: Net, naive: Net, shared: bool, copies: int = 1) -> dict:

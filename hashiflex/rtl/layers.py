@@ -164,13 +164,14 @@ def graph_counts(prog: Program, op, solved: LayerGraph) -> tuple[int, int, int]:
 
 
 def layer_module(name: str, op, prog: Program, lanes: int = 1, solved: LayerGraph | None = None,
-                 pipeline: int | None = None) -> Module:
+                 pipeline: int | None = None, src_lanes: int | None = None) -> Module:
     """The module of one op whose input streams carry `lanes` pixels per beat; `solved`: its shared
     adder graph (pointwise and full convs and the Po2 linear; hashiflex.ir.sharing), else trees;
     `pipeline` k: convs register their adder network every k levels (the other modules' paths are
-    short, and the Po2 linear is a once-per-image multicycle path)."""
+    short, and the Po2 linear is a once-per-image multicycle path); `src_lanes`: a conv's input
+    port lanes when a width converter regroups them into `lanes` (rtl.convert)."""
     if isinstance(op, Conv):
-        return conv_module(name, op, prog, lanes, solved, pipeline)
+        return conv_module(name, op, prog, lanes, solved, pipeline, src_lanes)
     if isinstance(op, Add):
         return add_module(name, op, prog, lanes)
     if isinstance(op, AvgPool):

@@ -155,11 +155,16 @@ class ModuleEntry(_Entry):
     mult: Count | None = None
     shift: Annotated[StrictInt, Field(ge=0, le=1 << 10)] | None = None
     pipeline_stages: Annotated[StrictInt, Field(ge=0, le=1 << 10)] | None = None   # pipelined convs
+    lanes_src: Dim | None = None    # a conv fed through a width converter: its port's pixels per beat
 
     @model_validator(mode="after")
     def _kind_fields(self):
         if self.pipeline_stages is not None and self.kind != "conv":
             raise ValueError(f"module {self.name}: only convs are pipelined")
+        if self.lanes_src is not None and (self.kind != "conv" or self.lanes_src == self.lanes_in or
+                                           (self.lanes_src % self.lanes_in and self.lanes_in % self.lanes_src)):
+            raise ValueError(f"module {self.name}: a width converter is on a conv, from lanes that one of "
+                             f"lanes_src and lanes_in divides")
         given = {k for k in KIND_FIELDS["all"] if getattr(self, k) is not None}
         if given != KIND_FIELDS[self.kind]:
             diff = sorted(given ^ KIND_FIELDS[self.kind])
@@ -355,6 +360,10 @@ class Manifest(_Entry):
 
     def first_p(self, first_op: str) -> int:
         return self.parallelism.get(first_op, 1)
+
+    def formats(self) -> dict[str, tuple[int, int]]:
+        """{op: (G, V)}: the lanes each layer's core takes (after its width converter, if any)."""
+        return {m.op: (m.lanes_in or m.lanes or 1, 1) for m in self.modules}
 
     def to_json(self) -> str:
         """The file's text: sorted keys, one-space indent, absent optional fields left out."""

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import UserError
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program
 from .conv import columns
+from .convert import beat_map
 
 SKIP_SLACK = 3
 STAGE_LATENCY = 2   # cycles from a module accepting an item to its output FIFO offering one
@@ -62,7 +63,8 @@ def items(shape, lanes: int = 1) -> int:
 
 
 def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None = None,
-              extra: dict[str, int] | None = None) -> tuple[np.ndarray, int] | None:
+              extra: dict[str, int] | None = None, glanes: dict[str, int] | None = None
+              ) -> tuple[np.ndarray, int] | None:
     """(need(target) in items of src, cycles of latency on the longest path from src to target:
     STAGE_LATENCY per module plus its pipeline stages `extra[op]`), or None when target does not
     depend on src."""
@@ -88,8 +90,14 @@ def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None
         if isinstance(op, Conv):
             inner = need(op.input)
             if inner is not None:
+                src_g = lanes.get(op.input, 1)
+                g = (glanes or {}).get(op.name, src_g)
                 idx = conv_need_index(op, prog.tensors[op.input].shape, prog.tensors[t].shape,
-                                      prog.arrays[op.weight].shape[2:], lanes.get(op.input, 1))
+                                      prog.arrays[op.weight].shape[2:], g)
+                if g != src_g:   # module beats -> the port's beats, through the width converter
+                    _, _, w = prog.tensors[op.input].shape
+                    per_row, m = -(-w // g), beat_map(w, src_g, g)
+                    idx = np.where(idx < 0, -1, (idx // per_row) * -(-w // src_g) + m[idx % per_row])
                 res = np.where(idx < 0, -1, inner[np.maximum(idx, 0)])
         elif isinstance(op, Add):
             na, nb = need(op.a), need(op.b)
@@ -105,8 +113,8 @@ def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None
     return None if res is None else (res, memo_stages(target))
 
 
-def skip_fifos(prog: Program, lanes: dict[str, int] | None = None, extra: dict[str, int] | None = None
-               ) -> dict[tuple[str, str], int]:
+def skip_fifos(prog: Program, lanes: dict[str, int] | None = None, extra: dict[str, int] | None = None,
+               glanes: dict[str, int] | None = None) -> dict[tuple[str, str], int]:
     """{(add op name, operand port 'a'|'b'): FIFO depth} for every residual add.
 
     The operand that is an ancestor of the other (the skip branch) is delayed in a FIFO deep
@@ -121,7 +129,7 @@ def skip_fifos(prog: Program, lanes: dict[str, int] | None = None, extra: dict[s
         if not isinstance(op, Add):
             continue
         for port, skip, other in (("a", op.a, op.b), ("b", op.b, op.a)):
-            found = need_from(prog, skip, other, lanes, extra)
+            found = need_from(prog, skip, other, lanes, extra, glanes)
             if found is not None:
                 n, latency = found
                 lead = int((n - np.arange(len(n))).max(initial=0))

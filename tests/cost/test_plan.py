@@ -14,7 +14,7 @@ from hashiflex.errors import UserError
 from hashiflex.ir.sharing import solve_adder_graphs
 from hashiflex.rtl import generate_rtl
 from hashiflex.rtl.npu import NPUConfig
-from hashiflex.rtl.plan import parallelism_of, read_plan, write_plan
+from hashiflex.rtl.plan import formats_of, read_plan, write_plan
 from hashiflex.verify import verify_build
 from rtl_progs import ProgBuilder
 
@@ -41,9 +41,11 @@ def test_planned_design_is_generated_and_measured_exactly(tmp_path):
     write_plan(plan, tmp_path / "plan.json")
     back = read_plan(tmp_path / "plan.json")
     assert back == plan
-    p = parallelism_of(prog, back)
-    assert p > 1
-    man = generate_rtl(prog, tmp_path / "rtl", p, npu=NPUConfig(back.npu.lanes, back.npu.batch), graphs=graphs)
+    formats = formats_of(prog, back)
+    assert max(g for g, _ in formats.values()) > 1
+    man = generate_rtl(prog, tmp_path / "rtl", formats=formats, npu=NPUConfig(back.npu.lanes, back.npu.batch),
+                       graphs=graphs)
+    assert man.formats() == formats
     assert man.expected_cycles_per_image == plan.predicted.cycles_per_image
     assert (man.adders, man.adder_bits) == (plan.predicted.adders, plan.predicted.adder_bits)
     images = np.random.default_rng(0).integers(0, 256, (6, 2, 12, 12), dtype=np.uint8)
@@ -60,7 +62,8 @@ def _plan_obj(prog):
 
 @pytest.mark.parametrize("edit, says", [
     (lambda d: d["layers"][1].update(rows=2), "2 rows per beat (V > 1) is not generated"),
-    (lambda d: d["layers"][2].update(lanes=3), "per-layer lanes with width converters are not generated"),
+    (lambda d: d["layers"][2].update(lanes=3), "width converters are generated in front of convs only"),
+    (lambda d: [d["layers"][0].update(lanes=2), d["layers"][1].update(lanes=3)], "one divides the other"),
     (lambda d: d["layers"].pop(), "not this network's hardware layers"),
     (lambda d: d.update(npu=None), "NPU does not match"),
 ])
@@ -70,7 +73,7 @@ def test_unsupported_plans_are_refused(tmp_path, edit, says):
     edit(d)
     (tmp_path / "p.json").write_text(json.dumps(d))
     with pytest.raises(UserError, match=says.replace("(", r"\(").replace(")", r"\)")):
-        parallelism_of(prog, read_plan(tmp_path / "p.json"))
+        formats_of(prog, read_plan(tmp_path / "p.json"))
 
 
 @pytest.mark.parametrize("edit, says", [

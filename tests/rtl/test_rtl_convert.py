@@ -1,0 +1,75 @@
+"""Per-layer lanes: width converters in front of convs (rtl.convert), the walks that skip
+padding steps (rtl.conv.columns / row_walk), exact in Verilator with and without stalls."""
+import pytest
+
+from hashiflex.errors import UserError
+from hashiflex.rtl import generate_rtl
+from hashiflex.rtl.convert import beat_map, converter_register_bits
+from rtl_progs import ProgBuilder, rtl_check
+
+
+def _stem(shape=(1, 12, 12), seed=40):
+    b = ProgBuilder(shape, seed=seed)
+    x = b.conv("input", 4, k=3, stride=2, pad=1, clamp=(0, 127))      # 12 -> 6
+    return b, x
+
+
+def test_narrowing_and_widening_converters_exact(tmp_path):
+    b, x = _stem()
+    y = b.conv(x, 6, k=1, pad=0)                     # 6 lanes in -> converter 6 -> 2
+    y = b.conv(y, depthwise=True, k=3, stride=2)     # 2 lanes, stride 2: P = 1 out, 3x3
+    y = b.conv(y, 3, k=1, pad=0)                     # 1 -> 3 widening converter
+    prog = b.program()
+    ops = [op.name for op in prog.ops]
+    formats = dict(zip(ops, [(12, 1), (2, 1), (2, 1), (3, 1)]))
+    out = rtl_check(prog, tmp_path, n_images=4, formats=formats)
+    man = out["manifest"]
+    assert [(m.lanes_in, m.lanes_src) for m in man.modules] == [(12, None), (2, 6), (2, None), (3, 1)]
+    rtl_check(prog, tmp_path / "stall", n_images=3, seed=5, stall_in=30, stall_out=30, formats=formats)
+
+
+def test_converters_inside_a_residual_block(tmp_path):
+    """The skip branch keeps 6 lanes while the conv branch narrows to 2 and widens back: the skip
+    FIFO's depth follows the converters (schedule.need_from composes them)."""
+    b, x = _stem(seed=41)
+    y = b.conv(x, 8, k=1, pad=0)
+    y = b.conv(y, depthwise=True, k=3)
+    y = b.conv(y, 4, k=1, pad=0, clamp=(-64, 63))
+    z = b.add(x, y, align_a=1, shift=1)
+    z = b.pool(z)
+    b.linear(z, 3)
+    prog = b.program()
+    names = [op.name for op in prog.ops]
+    formats = dict(zip(names, [(12, 1), (2, 1), (2, 1), (6, 1), (6, 1), (6, 1), (1, 1)]))
+    formats = {k: v for k, v in formats.items() if k in {o.name for o in prog.ops}}
+    rtl_check(prog, tmp_path, n_images=4, formats=formats)
+    rtl_check(prog, tmp_path / "stall", n_images=3, seed=7, stall_in=25, stall_out=25, formats=formats)
+
+
+def test_one_beat_rows_take_one_step(tmp_path):
+    """G >= W: a stride-1 3x3 (kw - stride - pad = 1) and a stride-2 one take one step per row."""
+    b = ProgBuilder((2, 8, 8), seed=42)
+    x = b.conv("input", 3, k=3, stride=1)
+    x = b.conv(x, depthwise=True, k=3, stride=2)
+    prog = b.program()
+    man = rtl_check(prog, tmp_path, n_images=4, parallelism=8)["manifest"]
+    assert [m.traversal for m in man.modules] == [[9, 1], [8, 1]]
+
+
+def test_unconvertible_lanes_are_refused(tmp_path):
+    b, x = _stem()
+    b.conv(x, 6, k=1, pad=0)
+    prog = b.program()
+    ops = [op.name for op in prog.ops]
+    with pytest.raises(UserError, match="one divides the other"):
+        generate_rtl(prog, tmp_path / "rtl", formats=dict(zip(ops, [(12, 1), (4, 1)])))
+    assert not (tmp_path / "rtl" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("w,src,dst", [(7, 4, 2), (7, 2, 4), (6, 6, 1), (5, 1, 5), (9, 3, 6)])
+def test_beat_map_needs_the_last_source_beat_covering_the_module_beat(w, src, dst):
+    m = beat_map(w, src, dst)
+    for b, s in enumerate(m):
+        last_pixel = min((b + 1) * dst, w) - 1
+        assert s == last_pixel // src
+    assert converter_register_bits(w, 8, src, dst) > 0
