@@ -22,7 +22,7 @@ def assert_lint_clean(rtl_dir, man) -> None:
 
 
 def rtl_check(prog: Program, tmp_path, n_images=3, seed=0, stall_in=0, stall_out=0, exact_cycles=True,
-              parallelism=1, formats=None, cycles_slack=0.02) -> dict:
+              parallelism=1, formats=None, cycles_slack=0.0) -> dict:
     """Generate (a first-layer P, or per-layer `formats`), lint with -Wall, build, simulate; assert
     no warning, RTL == golden and the cycle figure."""
     man = generate_rtl(prog, tmp_path / "rtl", parallelism, formats=formats)

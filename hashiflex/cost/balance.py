@@ -68,7 +68,7 @@ class Balancer:
                  max_rows: int | None = None, graphs: AdderGraphs | None = None, pipeline_levels: int | None = None,
                  models: list[model.LayerModel] | None = None, generated: bool = False):
         self.prog = prog
-        self.generated = generated   # only converters the RTL generates (rtl.convert; implies V = 1)
+        self.generated = generated   # only what the RTL generates: its converters, V > 1 only at a stem
         self.models = models if models is not None else model.models_for(prog, manifest, graphs)
         self.by_name = {m.op.name: m for m in self.models}
         for m in self.models:   # one K for every conv, as the generator pipelines
@@ -89,10 +89,15 @@ class Balancer:
         gs = _axis_options(self.prog, convs, w, 1)
         vs = _axis_options(self.prog, convs, h, 0)[: max_rows or None]
         has_input = any(self.prog.op_inputs(o)[0] == self.prog.input for o in ops)
+        stem = has_input and len(ops) == 1 and isinstance(ops[0], Conv)
+        if self.generated:   # V > 1 only at a stem conv, as the generator walks it (rtl.walk.check_rows)
+            vs = [1] + ([ops[0].stride[0]] if stem and ops[0].stride[0] > 1 else [])
         rows = []
         for v in vs:
             for g in gs:
                 if not _valid(self.prog, convs, g, v):
+                    continue
+                if self.generated and v > 1 and not storage.stem_rows(ops[0], self.prog, g, v):
                     continue
                 ls = [self.by_name[o.name].estimate(g, v, self.period) for o in ops]
                 cyc = max(L.cycles for L in ls)
@@ -266,16 +271,17 @@ def fastest_within(front: list[dict], area_mm2: float, who: str) -> dict:
 def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: float | None = None,
                      area_mm2: float | None = None, graphs: AdderGraphs | None = None) -> tuple[dict, Plan]:
     """The cheapest design the RTL generator builds that reaches target_ips (or the fastest within
-    area_mm2) at the clock, and its plan (rtl.plan): per-resolution lanes, V = 1, width converters
-    only where the generator makes them (in front of convs, lane counts one of which divides the
-    other). A clock above the unpipelined trees' fmax pipelines every conv with one K."""
+    area_mm2) at the clock, and its plan (rtl.plan): per-resolution lanes, V = 1 except a stem
+    that may take stride rows per beat, width converters only where the generator makes them (in
+    front of convs, lane counts one of which divides the other). A clock above the unpipelined
+    trees' fmax pipelines every conv with one K."""
     if (target_ips is None) == (area_mm2 is None):
         raise UserError("give one of --target-ips or --area-mm2")
     models = model.models_for(prog, None, graphs)
     levels = None
     if clock_ghz is not None and clock_ghz > model.fmax_ghz(models):   # pipeline every conv, one K
         levels = model.uniform_levels(models, 1.0 / clock_ghz)
-    b = Balancer(prog, clock_ghz, max_rows=1, pipeline_levels=levels, models=models, generated=True)
+    b = Balancer(prog, clock_ghz, pipeline_levels=levels, models=models, generated=True)
     if target_ips is not None:
         if not target_ips > 0:
             raise UserError(f"--target-ips must be > 0 (got {target_ips})")
@@ -292,10 +298,10 @@ def generated_design(prog: Program, clock_ghz: float | None = None, target_ips: 
     if levels:   # the pipeline registers the generator declares for these lanes, counted by emitting them
         for m in b.models:
             if m.pipeline_levels:
-                g = formats[m.op.name][0]
+                g, v = formats[m.op.name]
                 solved = graphs.get(m.op.name) if graphs is not None else None
-                emitted = conv_module("count", m.op, prog, g, solved, levels).register_bits
-                m.pipe_bits = emitted - storage.storage(prog, m.op, g, 1, trim=False).total_bits
+                emitted = conv_module("count", m.op, prog, g, solved, levels, rows=v).register_bits
+                m.pipe_bits = emitted - storage.storage(prog, m.op, g, v, trim=False).total_bits
     keep = {k: best[k] for k in ("target_ips", "target_area_mm2") if k in best}
     counts = None
     if npu is not None:   # price the NPU as the generator builds it (its counted multipliers, registers, memories)

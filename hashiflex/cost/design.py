@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..ir.sharing import AdderGraphs, load_graphs
 from ..ir.spec import Conv, Program, npu_op
-from ..rtl.common import stream_bits
+from ..rtl.common import OUT_FIFO_DEPTH, stream_bits
 from ..rtl.convert import convertible, converter_register_bits
 from ..rtl.manifest import Manifest, NPUEntry
 from ..rtl.npu import NPUCounts
@@ -128,7 +128,7 @@ def fifo_list(prog: Program, formats, manifest: Manifest | None = None, extra: d
     elif all(v == 1 for _, v in formats.values()):
         lanes = {t: f[0] for t, f in made.items()}
         try:
-            deps = skip_fifos(prog, lanes, extra, {op: f[0] for op, f in formats.items()})
+            deps = skip_fifos(prog, lanes, extra, {op: tuple(f) for op, f in formats.items()})
         except UserError:
             deps = None
         if deps is not None:
@@ -171,13 +171,29 @@ def _scaled_fifos(prog: Program, formats) -> list[dict]:
     return out
 
 
+def out_depths(prog: Program, formats, manifest: Manifest | None = None) -> dict[str, int]:
+    """Output FIFO depths beyond the default: the manifest's, or rtl.depths' for formats the
+    generator builds (model-only formats keep the default)."""
+    if manifest is not None:
+        return {m.op: m.out_fifo_depth for m in manifest.modules if m.out_fifo_depth}
+    if not generates(prog, formats):
+        return {}
+    from ..rtl.depths import out_fifo_depths
+    from ..rtl.generate import plan_formats
+
+    lanes, _, made = plan_formats(prog, {k: tuple(v) for k, v in formats.items()})
+    return out_fifo_depths(prog, lanes, made)[0]
+
+
 def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: float, *, pipeline: bool,
              npu: dict | NPUEntry | None = None, manifest: Manifest | None = None) -> dict:
     """Totals of a design. `pipeline`: add the tree pipeline registers the clock needs (model);
     `npu`: {"lanes", "batch"} (sized by the model), or the generator's counts: the manifest's npu
     entry or rtl.npu.NPUCounts (int8 classifier only)."""
     period = 1.0 / clock_ghz if pipeline else None
-    layers = [m.estimate(*formats[m.op.name], period_ns=period) for m in models]
+    depths = out_depths(prog, formats, manifest)
+    layers = [m.estimate(*formats[m.op.name], period_ns=period, out_depth=depths.get(m.op.name, OUT_FIFO_DEPTH))
+              for m in models]
     cycles = {L.name: L.cycles for L in layers}
     x = prog.tensors[prog.input]
     g0, v0 = formats[models[0].op.name]

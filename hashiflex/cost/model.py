@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from ..errors import UserError
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program
 from ..ir.sharing import AdderGraphs
-from ..rtl.common import fifo_pointer_bits, stream_bits
+from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits
+from ..rtl.convert import converter_register_bits
 from ..rtl.layers import graph_counts
 from ..rtl.manifest import Manifest, NPUEntry
 from ..rtl.npu import NPUCounts
@@ -143,9 +144,11 @@ class LayerModel:
         t = self.prog.tensors[self.op.output]
         return int(t.shape[1] * t.shape[2]) if len(t.shape) == 3 else 1
 
-    def estimate(self, g: int = 1, v: int = 1, period_ns: float | None = None, sram: bool = True) -> Layer:
+    def estimate(self, g: int = 1, v: int = 1, period_ns: float | None = None, sram: bool = True,
+                 out_depth: int = OUT_FIFO_DEPTH) -> Layer:
         """The layer fed G lanes x V rows per beat; period_ns: pipeline its trees for this clock;
-        sram=False: every array in flip-flops (as Yosys maps them, for calibration)."""
+        sram=False: every array in flip-flops (as Yosys maps them, for calibration); out_depth: its
+        output FIFO's words (rtl.depths)."""
         prog, op = self.prog, self.op
         net = self.network(g, v)
         k = storage.copies(prog, op, g, v)
@@ -159,7 +162,7 @@ class LayerModel:
                   depth=depth, max_width=net.max_width)
         if isinstance(op, Conv) and self._taps is None:
             self._taps = (storage.used_taps(prog, op), int(storage.live_outputs(prog, op).sum()))
-        st = storage.storage(prog, op, g, v, taps=self._taps)
+        st = storage.storage(prog, op, g, v, taps=self._taps, out_depth=out_depth)
         L.reg_bits = st.reg_bits
         evals = self.out_pixels() if not isinstance(op, AvgPool) else cyc
         e = carry * evals * tech.E_ADDER_BIT + net.requant_bits * (self.out_pixels()) * tech.E_REQUANT_BIT
@@ -347,8 +350,13 @@ def models_for(prog: Program, manifest: Manifest | None = None, graphs: AdderGra
         if shared is not None and not shared[2]:
             lm.shared = (shared[0], shared[1], lm.network().depth)
         if m is not None and m.pipeline_stages is not None:   # registers beyond the unpipelined module's
-            g = m.lanes_in or 1
+            g, v = m.lanes_in or 1, m.rows_in or 1
             lm.pipeline_levels = manifest.pipeline_levels
-            lm.pipe_bits = m.register_bits - storage.storage(prog, op, g, 1, trim=False).total_bits
+            unpiped = storage.storage(prog, op, g, v, trim=False, out_depth=m.out_fifo_depth or OUT_FIFO_DEPTH)
+            conv_bits = 0
+            if m.lanes_src:   # its width converter is priced as its own layer (design.converter)
+                x = prog.tensors[op.input]
+                conv_bits = converter_register_bits(x.shape[2], x.shape[0] * stream_bits(x), m.lanes_src, g)
+            lm.pipe_bits = m.register_bits - unpiped.total_bits - conv_bits
         out.append(lm)
     return out

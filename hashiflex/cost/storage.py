@@ -11,7 +11,8 @@ import numpy as np
 from ..ir.intervals import bits_for
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program, round_const
 from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits, stream_range
-from ..rtl.conv import columns, row_walk
+from ..errors import UserError
+from ..rtl.walk import check_rows, columns, row_walk
 from .counts import _constant, _sums
 
 
@@ -48,6 +49,17 @@ def conv_shape(op: Conv, prog: Program, g: int = 1, v: int = 1):
     return col, row, (row.steps if row else ht - y0)
 
 
+def stem_rows(op: Conv, prog: Program, g: int, v: int) -> bool:
+    """Whether V rows per beat at this conv are the generator's stem walk (rtl.walk.check_rows)."""
+    x, y = prog.tensors[op.input].shape, prog.tensors[op.output].shape
+    kh, kw = (int(k) for k in prog.arrays[op.weight].shape[2:])
+    try:
+        check_rows(op, x[1], y[1], kh, kw, x[2], g, v)
+    except UserError:
+        return False
+    return True
+
+
 def live_outputs(prog: Program, op: Conv) -> np.ndarray:
     """[C_out] bool: outputs that are not constant whatever the input."""
     x = prog.tensors[op.input]
@@ -67,11 +79,13 @@ def used_taps(prog: Program, op: Conv) -> np.ndarray:
     return nz.reshape(op.groups, opg, cpg, kh, kw).any(axis=1).reshape(c_in, kh, kw)
 
 
-def storage(prog: Program, op, g: int = 1, v: int = 1, trim: bool = True, taps=None) -> Storage:
+def storage(prog: Program, op, g: int = 1, v: int = 1, trim: bool = True, taps=None,
+            out_depth: int = OUT_FIFO_DEPTH) -> Storage:
     """Register/memory inventory of op's module fed G lanes x V rows per beat (V = 1: the RTL).
     trim: leave out the window, line-buffer, realignment and FIFO bits of taps no live output
     reads and of constant outputs (synthesis removes them); False: the generator's register_bits.
-    taps: (used_taps, live output count) of a conv, when the caller has them already."""
+    taps: (used_taps, live output count) of a conv, when the caller has them already.
+    out_depth: the output FIFO's words (rtl.depths sizes some deeper than the default)."""
     if isinstance(op, Conv):
         x, y = prog.tensors[op.input], prog.tensors[op.output]
         c_in, c_out = x.shape[0], y.shape[0]
@@ -80,11 +94,13 @@ def storage(prog: Program, op, g: int = 1, v: int = 1, trim: bool = True, taps=N
         wt, gl, p = col.steps, col.lanes, col.out_lanes
         vo = row.out_lanes if row else 1
         bi = stream_bits(x)
-        h_pad, _ = row_walk(op, x.shape[1], y.shape[1], int(kh), g)     # the row counter spans the padded rows
+        stem = v > 1 and stem_rows(op, prog, g, v)   # the generated V > 1 walk (rtl.walk.check_rows)
+        h_pad = ht if v > 1 else row_walk(op, x.shape[1], y.shape[1], int(kh), g)[0]   # the row counter's span
         reg = 1 + (max(1, (h_pad - 1).bit_length()) if ht > 1 else 0) + (max(1, (wt - 1).bit_length()) if wt > 1 else 0)
         ncol = kw - 1 + gl
         low = kw - 1 if col.pad_left and wt == 1 else 0    # a constant-padding margin has no registers
-        rows_v = (kh - 1 + v) / kh           # V > 1: the window holds kh - 1 + V rows
+        # V > 1 (model): the window holds kh - 1 + V rows; the generated stem holds the kh rows it reads
+        rows_v = 1 if stem or v == 1 else (kh - 1 + v) / kh
         if trim:
             used, n_live = taps if taps is not None else (used_taps(prog, op), int(live_outputs(prog, op).sum()))
             # a window register is needed if its tap or one it shifts into (lower column) is read
@@ -93,23 +109,25 @@ def storage(prog: Program, op, g: int = 1, v: int = 1, trim: bool = True, taps=N
             # line buffer k feeds window row k and line buffer k - 1
             top = np.where(used.any(axis=2).any(axis=1), used.any(axis=2).argmax(axis=1), kh)  # lowest used ky
             lb_ch = [int((top <= k).sum()) for k in range(kh - 1)]
+            if stem:   # one unchained buffer per kernel row above the beat (the top padding rows)
+                lb_ch = [int(used[:, k, :].any(axis=1).sum()) for k in range(op.padding[0])]
             ch_used = int((top < kh).sum())
         else:
             reg += round(kh * (ncol - low) * c_in * bi * rows_v)
-            lb_ch, ch_used = [c_in] * (kh - 1), c_in
+            lb_ch, ch_used = [c_in] * (op.padding[0] if stem else kh - 1), c_in
         if col.a > 0:
             reg += gl * ch_used * bi * v                             # column realignment
         if gl > 1 and wt > 1 and (col.nob - 1) * p + p - 1 >= y.shape[2]:
             reg += 1                                                 # wlast
         arrays = [("linebuf", wt, gl * n * bi) for n in lb_ch if n]
-        if row is not None and row.a > 0:                            # V > 1: one more row held
+        if row is not None and row.a > 0 and not stem:               # V > 1 (model): one more row held
             arrays.append(("linebuf", wt, gl * ch_used * bi))
         live = n_live if trim else c_out    # constant outputs need no FIFO bits
-        f = fifo_storage(p * vo * live * stream_bits(y), OUT_FIFO_DEPTH, "out_fifo")
+        f = fifo_storage(p * vo * live * stream_bits(y), out_depth, "out_fifo")
         return Storage(reg + f.reg_bits, arrays + f.arrays)
     if isinstance(op, Add):
         y = prog.tensors[op.output]
-        return fifo_storage(g * v * y.shape[0] * stream_bits(y), OUT_FIFO_DEPTH, "out_fifo")
+        return fifo_storage(g * v * y.shape[0] * stream_bits(y), out_depth, "out_fifo")
     if isinstance(op, AvgPool):
         x, y = prog.tensors[op.input], prog.tensors[op.output]
         c, h, w = x.shape

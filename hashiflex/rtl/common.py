@@ -55,11 +55,11 @@ def _header(name: str, ins: list[tuple[str, int]], out_w: int, lines: list[str])
         f"\n);\n{body}\nendmodule\n"
 
 
-def _out_fifo(net: Net, width: int, valid: str) -> None:
-    net.lines.append(f"hf_fifo #(.W({width}),.DEPTH({OUT_FIFO_DEPTH})) u_ofifo (.clk(clk),.rst(rst),"
+def _out_fifo(net: Net, width: int, valid: str, depth: int = OUT_FIFO_DEPTH) -> None:
+    net.lines.append(f"hf_fifo #(.W({width}),.DEPTH({depth})) u_ofifo (.clk(clk),.rst(rst),"
                      f".in_valid({valid}),.in_ready(o_free),.in_data(o_data),.out_valid(out_valid),"
                      f".out_ready(out_ready),.out_data(out_data));")
-    net.count_regs(fifo_register_bits(OUT_FIFO_DEPTH, width))
+    net.count_regs(fifo_register_bits(depth, width))
 
 
 def _concat(names: list[str]) -> str:

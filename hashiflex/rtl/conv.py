@@ -12,70 +12,9 @@ from ..errors import UserError
 from ..ir.sharing import LayerGraph
 from ..ir.spec import Conv, Program, round_const
 from .convert import check_convertible, emit_converter
-from .common import Module, _concat, _header, _mask, _out_fifo, _rng, _unused, stream_bits, stream_range
+from .common import OUT_FIFO_DEPTH, Module, _concat, _header, _mask, _out_fifo, _rng, _unused, stream_bits, stream_range
 from .emit import Net, Sig, Term, constant_result, lit
-
-
-@dataclass(frozen=True)
-class Columns:
-    """How a conv walks the columns of one padded row.
-
-    lanes == 1: one padded column per step (any stride), outputs where the window's right edge
-    lands on ox*sw + kw - 1. lanes G > 1 (sw divides G): each step shifts in a chunk of G
-    columns, image columns [c*G + a, c*G + a + G) for chunk c (0 <= a < G), and computes
-    P = G / sw outputs, ox in [c*P, c*P + P), lane k from window columns starting at
-    k*sw + lead. Chunk c consumes input beat c + (a > 0). Window column j of chunk c is image
-    column c*G + a - (kw - 1) + j.
-
-    Three walks, the first that fits:
-    - a = kw - sw - pw = 0: chunk c is beat c and the kw - 1 columns left of chunk 0 are all
-      padding, so the window's left margin is zeroed at a row's first step (`pad_left`) instead
-      of being shifted in by priming steps: ceil(W / G) steps per row.
-    - a > 0 and one beat holds the whole row (G >= W, one output beat): chunk 0 is the beat, the
-      left margin is padding and the `extra` = a columns right of the beat are padding too (zero
-      taps): one step per row.
-    - otherwise chunks are realigned by a columns (`hold`), with ceil((kw - sw) / G) priming
-      steps (`first`) before chunk 0."""
-    lanes: int
-    steps: int
-    first: int          # chunk index of step 0 (lanes > 1)
-    a: int
-    out_lanes: int
-    nb: int             # input beats per row
-    nob: int            # output beats per row
-    lead: int = 0       # window column of lane 0's leftmost tap
-    pad_left: bool = False   # the left margin (window columns < kw - 1) is zero at chunk 0
-    extra: int = 0      # zero window columns right of the registers (padding past a one-beat row)
-
-    def consumes(self, t: int) -> bool:
-        b = t + self.first + (self.a > 0)
-        return 0 <= b < self.nb
-
-    def outputs(self, t: int) -> bool:
-        return 0 <= t + self.first < self.nob
-
-    def beat_of_step(self, t: int) -> int:
-        return t + self.first + (self.a > 0)
-
-
-def columns(op: Conv, w: int, ow: int, kw: int, lanes: int) -> Columns:
-    sw, pw = op.stride[1], op.padding[1]
-    if lanes == 1:
-        wt = max(pw + w, (ow - 1) * sw + kw)
-        return Columns(1, wt, 0, 0, 1, w, ow)
-    a = kw - sw - pw
-    if lanes % sw or not 0 <= a < lanes:
-        raise UserError(f"layer {op.name}: {lanes} pixels per beat do not fit a {kw}-wide kernel with stride {sw} "
-                        f"and padding {pw} (need the stride to divide the lanes and 0 <= kw - stride - pad < lanes)")
-    p = lanes // sw
-    nb, nob = -(-w // lanes), -(-ow // p)
-    if a == 0 and kw > sw:     # chunk c is beat c; the margin left of chunk 0 is padding
-        return Columns(lanes, max(nob, nb), 0, 0, p, nb, nob, sw - 1, True)
-    if a > 0 and nb == 1 and nob == 1:    # one beat per row: padding on both sides
-        return Columns(lanes, 1, 0, 0, p, nb, nob, kw - 1 - pw, True, a)
-    first = -(-(kw - sw) // lanes) if kw > sw else 0
-    last = max(nob - 1, nb - 1 - (a > 0))
-    return Columns(lanes, last + first + 1, -first, a, p, nb, nob, sw - 1)
+from .walk import Columns, check_rows, columns, row_walk
 
 
 @dataclass(frozen=True)
@@ -99,6 +38,12 @@ class ConvPlan:
     bi: int               # bits per input channel
     bo: int               # bits per output channel
     src_lanes: int = 0    # pixels per beat of the input port when a width converter feeds the core
+    v: int = 1            # image rows per input beat (a stem's walk, walk.check_rows)
+    lead_r: int = 0       # window row of the kernel's top row (v > 1: kh - 1 - pad)
+
+    @property
+    def window_rows(self) -> range:   # the window's registered rows: line-buffer rows, then the beat's
+        return range(self.lead_r, self.kh - 1 + self.v)
 
     @property
     def port(self) -> str:    # the stream the traversal reads: the port, or the converter's output
@@ -129,23 +74,48 @@ class ConvPlan:
         return max(1, (self.wt - 1).bit_length())
 
 
-def plan_conv(op: Conv, prog: Program, lanes: int, src_lanes: int | None = None) -> ConvPlan:
+def plan_conv(op: Conv, prog: Program, lanes: int, src_lanes: int | None = None, rows: int = 1) -> ConvPlan:
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     (c_in, h, w), (c_out, oh, ow) = x.shape, y.shape
-    kh, kw = prog.arrays[op.weight].shape[2:]
-    ht, y0 = row_walk(op, h, oh, int(kh), lanes)
-    return ConvPlan(c_in, h, w, c_out, oh, ow, int(kh), int(kw), tuple(op.stride), tuple(op.padding), op.groups, ht,
-                    columns(op, w, ow, kw, lanes), y0, stream_bits(x), stream_bits(y),
-                    src_lanes if src_lanes and src_lanes != lanes else 0)
+    kh, kw = (int(k) for k in prog.arrays[op.weight].shape[2:])
+    src = src_lanes if src_lanes and src_lanes != lanes else 0
+    if rows > 1:
+        if src:
+            raise UserError(f"layer {op.name}: rows per beat are generated for a layer fed by the chip input, "
+                            "not through a width converter")
+        ht, y0 = check_rows(op, h, oh, kh, kw, w, lanes, rows), 0
+    else:
+        ht, y0 = row_walk(op, h, oh, kh, lanes)
+    return ConvPlan(c_in, h, w, c_out, oh, ow, kh, kw, tuple(op.stride), tuple(op.padding), op.groups, ht,
+                    columns(op, w, ow, kw, lanes), y0, stream_bits(x), stream_bits(y), src, rows,
+                    kh - 1 - op.padding[0] if rows > 1 else 0)
 
 
-def row_walk(op: Conv, h: int, oh: int, kh: int, lanes: int) -> tuple[int, int]:
-    """(ht, y0): the padded rows [0, ht) of the traversal and the first one stepped through. With
-    lanes > 1 the top padding rows that come before the first output row are skipped: the line
-    buffers' stale rows are masked to zero where the window reaches above the image, so an
-    image takes ht - y0 rows of steps (P = 1 modules keep y0 = 0)."""
-    ht = max(op.padding[0] + h, (oh - 1) * op.stride[0] + kh)
-    return ht, (min(op.padding[0], kh - 1) if lanes > 1 else 0)
+def step_rules(p: ConvPlan):
+    """(row takes input, row emits, column takes input, column emits): the traversal's masks, as
+    predicates on the row counter y and the column counter x. A step takes an input beat when
+    both its row and its column do, and emits an output beat likewise."""
+    (sh, sw), (ph, pw) = p.stride, p.pad
+    if p.g == 1:
+        cin = lambda i: pw <= i < pw + p.w  # noqa: E731
+        cout = lambda i: i >= p.kw - 1 and (i - p.kw + 1) % sw == 0 and (i - p.kw + 1) // sw < p.ow  # noqa: E731
+    else:
+        cin, cout = p.col.consumes, p.col.outputs
+    if p.v > 1:   # step t takes beat t (rows t*v .. t*v + v - 1) and emits output row t
+        r_in, r_out = (lambda i: i < -(-p.h // p.v)), (lambda i: i < p.oh)
+    else:
+        r_in = lambda i: ph <= i < ph + p.h  # noqa: E731
+        r_out = lambda i: i >= p.kh - 1 and (i - p.kh + 1) % sh == 0 and (i - p.kh + 1) // sh < p.oh  # noqa: E731
+    return r_in, r_out, cin, cout
+
+
+def step_flags(p: ConvPlan) -> tuple[np.ndarray, np.ndarray]:
+    """(takes, emits): bool per step of one image, in walk order (rows from y0, columns inner)."""
+    r_in, r_out, cin, cout = step_rules(p)
+    ys, xs = range(p.y0, p.ht), range(p.wt)
+    ri, ro = np.array([r_in(y) for y in ys]), np.array([r_out(y) for y in ys])
+    ci, co = np.array([cin(x) for x in xs]), np.array([cout(x) for x in xs])
+    return (ri[:, None] & ci[None, :]).reshape(-1), (ro[:, None] & co[None, :]).reshape(-1)
 
 
 def _emit_control(net: Net, p: ConvPlan) -> None:
@@ -156,16 +126,10 @@ def _emit_control(net: Net, p: ConvPlan) -> None:
     if net.k:
         L.append("wire pen;")   # the adder pipeline moves (its last stage is empty or handed over)
     net.reg("wv")
-    (sh, sw), (ph, pw) = p.stride, p.pad
-    if p.g == 1:
-        cin = lambda i: pw <= i < pw + p.w  # noqa: E731
-        cout = lambda i: i >= p.kw - 1 and (i - p.kw + 1) % sw == 0 and (i - p.kw + 1) // sw < p.ow  # noqa: E731
-    else:
-        cin, cout = p.col.consumes, p.col.outputs
+    r_in, r_out, cin, cout = step_rules(p)
     conds = {}
     for axis, n, var, in_ok, out_ok, start in (
-            ("r", p.ht, "y", lambda i: ph <= i < ph + p.h,
-             lambda i: i >= p.kh - 1 and (i - p.kh + 1) % sh == 0 and (i - p.kh + 1) // sh < p.oh, p.y0),
+            ("r", p.ht, "y", r_in, r_out, p.y0),
             ("c", p.wt, "x", cin, cout, 0)):
         if n - start == 1:
             conds[axis] = (f"1'b{int(in_ok(start))}", f"1'b{int(out_ok(start))}")
@@ -184,8 +148,11 @@ def _emit_control(net: Net, p: ConvPlan) -> None:
 def _emit_window(net: Net, p: ConvPlan) -> None:
     """The column chunk entering this step (`pix`), kh - 1 line buffers of wt chunks and the
     kh x (kw - 1 + G) window registers, shifted on every advance."""
-    L, g, cw, wt, kh, kw = net.lines, p.g, p.cw, p.wt, p.kh, p.kw
+    L, g, cw, wt, kh = net.lines, p.g, p.cw, p.wt, p.kh
     gw = g * cw
+    if p.v > 1:
+        _emit_row_window(net, p)
+        return
     if p.col.a == 0:
         L.append(f"wire {_rng(gw)}pix = need_in ? {p.port}_data : {lit(0, gw)};")
     else:  # chunk = lanes a..g-1 of the previous beat, then lanes 0..a-1 of the new one
@@ -208,24 +175,54 @@ def _emit_window(net: Net, p: ConvPlan) -> None:
             L.append(f"wire {_rng(gw)}col{k} = ({cond}) ? {lit(0, gw)} : lb{k}[{idx}];")
         else:
             L.append(f"wire {_rng(gw)}col{k} = lb{k}[{idx}];")
+    upd = [f"lb{k}[{idx}] <= {f'lb{k + 1}[{idx}]' if k < kh - 2 else 'pix'};" for k in range(kh - 1)]
+    _emit_window_regs(net, p, {ky: f"col{ky}" if ky < kh - 1 else "pix" for ky in range(kh)}, upd)
+
+
+def _emit_row_window(net: Net, p: ConvPlan) -> None:
+    """V > 1 rows per beat (a stem, walk.check_rows): the beat's rows, and one line buffer per
+    window row above them (row v - (kh - 1) + i of the previous beat; zero for the first beat,
+    the top padding), then the window registers of every row the kernel reads."""
+    L, g, cw, wt, kh, v = net.lines, p.g, p.cw, p.wt, p.kh, p.v
+    gw = g * cw
+    L.append(f"wire {_rng(v * gw)}pix = need_in ? {p.port}_data : {lit(0, v * gw)};")
+    for q in range(v):
+        net.wire(f"prow{q}", gw, f"pix[{q * gw + gw - 1}:{q * gw}]")
+    idx = "x" if wt > 1 else "0"
+    first = f"y == {lit(0, p.yw)}" if p.ht > 1 else "1'b1"
+    upd, src = [], {}
+    for i in p.window_rows:
+        if i >= kh - 1:
+            src[i] = f"prow{i - (kh - 1)}"
+            continue
+        net.reg(f"lb{i}", gw, words=wt)
+        L.append(f"wire {_rng(gw)}col{i} = ({first}) ? {lit(0, gw)} : lb{i}[{idx}];")
+        upd.append(f"lb{i}[{idx}] <= prow{v - (kh - 1) + i};")
+        src[i] = f"col{i}"
+    _emit_window_regs(net, p, src, upd)
+
+
+def _emit_window_regs(net: Net, p: ConvPlan, src: dict[int, str], upd: list[str]) -> None:
+    """The window registers of each window row (its chunk from `src[row]`), shifted on every
+    advance together with the line-buffer updates `upd`."""
+    L, g, cw, wt, kw = net.lines, p.g, p.cw, p.wt, p.kw
+    gw = g * cw
     ncol, col = kw - 1 + g, p.col
     zero_margin = col.pad_left and wt == 1    # every step starts a row: the margin is constant padding
-    for ky in range(kh):
+    for ky in src:
         for j in range(ncol + col.extra):
             if j >= ncol or (zero_margin and j < kw - 1):
                 net.wire(f"w{ky}_{j}", cw, lit(0, cw))
             else:
                 net.reg(f"w{ky}_{j}", cw)
-    upd = [f"lb{k}[{idx}] <= {f'lb{k + 1}[{idx}]' if k < kh - 2 else 'pix'};" for k in range(kh - 1)]
     row_start = f"x == {lit(0, p.xw)}" if wt > 1 else "1'b1"
-    for ky in range(kh):
-        src = f"col{ky}" if ky < kh - 1 else "pix"
+    for ky, s in src.items():
         for j in range(ncol):
             m = j - (kw - 1)
             if m < 0 and zero_margin:
                 continue
             shifted = f"({row_start}) ? {lit(0, cw)} : w{ky}_{j + g}" if col.pad_left else f"w{ky}_{j + g}"
-            upd.append(f"w{ky}_{j} <= {shifted if m < 0 else (src if gw == cw else f'{src}[{m * cw + cw - 1}:{m * cw}]')};")
+            upd.append(f"w{ky}_{j} <= {shifted if m < 0 else (s if gw == cw else f'{s}[{m * cw + cw - 1}:{m * cw}]')};")
     L += ["always @(posedge clk) begin", "    if (adv) begin"] + ["        " + u for u in upd] + ["    end", "end"]
 
 
@@ -258,6 +255,7 @@ def _emit_network(net: Net, p: ConvPlan, op: Conv, prog: Program, solved: LayerG
     taps: dict[tuple[int, int, int], Sig] = {}
 
     def tap(c: int, ky: int, j: int) -> Sig:
+        ky += p.lead_r    # the window row of kernel row ky
         if (c, ky, j) not in taps:
             s = Sig(f"x{ky}_{j}_{c}", xlo, xhi)
             net.wire(s.name, bi, f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if p.cw > 1 else f"w{ky}_{j}")
@@ -355,12 +353,13 @@ def _emit_valid_pipe(net: Net, stages: int) -> str:
 
 
 def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: LayerGraph | None = None,
-                pipeline: int | None = None, src_lanes: int | None = None):
+                pipeline: int | None = None, src_lanes: int | None = None, rows: int = 1,
+                out_depth: int = OUT_FIFO_DEPTH):
     """The module of a conv whose input carries `lanes` pixels per beat; `solved`: the layer's shared
     adder graph (hashiflex.ir.sharing), else one tree per output channel; `pipeline` k: a register
     after every k adder levels (docs/architecture.md). Plan, then emit the control, the window, the
     counters and the adder network, in that order."""
-    p = plan_conv(op, prog, lanes, src_lanes)
+    p = plan_conv(op, prog, lanes, src_lanes, rows)
     net = Net(pipeline=pipeline)
     if p.src_lanes:
         check_convertible(op.name, p.w, p.src_lanes, lanes)
@@ -372,23 +371,25 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
     g, p_out, col, bi, cw = p.g, p.col.out_lanes, p.col, p.bi, p.cw
     ow_bits = p_out * p.c_out * p.bo
     net.wire("o_data", ow_bits, _concat(lane_outs))
-    _out_fifo(net, ow_bits, _emit_valid_pipe(net, stages) if net.k else "wv")
+    _out_fifo(net, ow_bits, _emit_valid_pipe(net, stages) if net.k else "wv", out_depth)
     # a window column is read by its taps and, in the left margin's shift, by the column g to its left
     shifted = set() if col.pad_left and p.wt == 1 else set(range(g, p.kw - 1 + g))
     unused = [f"w{ky}_{j}[{c * bi + bi - 1}:{c * bi}]" if cw > 1 else f"w{ky}_{j}"
-              for ky in range(p.kh) for j in range(p.kw - 1 + g + col.extra) if j not in shifted
+              for ky in p.window_rows for j in range(p.kw - 1 + g + col.extra) if j not in shifted
               for c in range(p.c_in) if (c, ky, j) not in taps]
     if p.wt <= 1 and any(g > 1 and (col.nob - 1) * p_out + k >= p.ow for k in range(p_out)):
         unused += [f"lane{k}" for k in range(p_out) if (col.nob - 1) * p_out + k >= p.ow]
     _unused(net, unused)
-    in_w = (p.src_lanes or g) * cw
+    in_w = (p.src_lanes or g) * cw * p.v
     text = _header(name, [("in", in_w)], ow_bits, net.lines)
     return Module(name, "conv", op.name, text, ["in"], [in_w], ow_bits, p.rows * p.wt, net.adders, net.adder_bits,
                   net.reg_bits, {"kernel": [p.kh, p.kw], "stride": list(op.stride), "padding": list(op.padding),
                                  "groups": p.groups, "traversal": [p.rows, p.wt], "lanes_in": g, "lanes_out": p_out,
                                  **adder_info(net, naive, shared, p_out),
                                  **({"pipeline_stages": stages} if pipeline else {}),
-                                 **({"lanes_src": p.src_lanes} if p.src_lanes else {})})
+                                 **({"lanes_src": p.src_lanes} if p.src_lanes else {}),
+                                 **({"rows_in": p.v} if p.v > 1 else {}),
+                                 **({"out_fifo_depth": out_depth} if out_depth != OUT_FIFO_DEPTH else {})})
 
 
 def adder_info(net: Net, naive: Net, shared: bool, copies: int = 1) -> dict:

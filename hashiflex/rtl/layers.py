@@ -19,7 +19,7 @@ from .emit import Net, Sig, Term, constant_result, lit
 __all__ = ["OUT_FIFO_DEPTH", "conv_module", "graph_counts", "layer_module", "stream_bits"]
 
 
-def add_module(name: str, op: Add, prog: Program, lanes: int = 1) -> Module:
+def add_module(name: str, op: Add, prog: Program, lanes: int = 1, out_depth: int = OUT_FIFO_DEPTH) -> Module:
     a, b, y = prog.tensors[op.a], prog.tensors[op.b], prog.tensors[op.output]
     c1, h, w = a.shape
     if lanes > 1 and not op.clamp_lo <= 0 <= op.clamp_hi:
@@ -50,11 +50,12 @@ def add_module(name: str, op: Add, prog: Program, lanes: int = 1) -> Module:
         q, _, _ = net.requant(root, op.shift, op.clamp_lo, op.clamp_hi, bo)
         outs.append(q)
     net.wire("o_data", c * bo, _concat(outs))
-    _out_fifo(net, c * bo, "a_valid & b_valid")
+    _out_fifo(net, c * bo, "a_valid & b_valid", out_depth)
     _unused(net, unused)
     text = _header(name, [("a", c * ba), ("b", c * bb)], c * bo, L)
     return Module(name, "add", op.name, text, ["a", "b"], [c * ba, c * bb], c * bo, h * -(-w // lanes), net.adders,
-                  net.adder_bits, net.reg_bits, {"lanes": lanes})
+                  net.adder_bits, net.reg_bits,
+                  {"lanes": lanes, **({"out_fifo_depth": out_depth} if out_depth != OUT_FIFO_DEPTH else {})})
 
 
 def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module:
@@ -164,16 +165,18 @@ def graph_counts(prog: Program, op, solved: LayerGraph) -> tuple[int, int, int]:
 
 
 def layer_module(name: str, op, prog: Program, lanes: int = 1, solved: LayerGraph | None = None,
-                 pipeline: int | None = None, src_lanes: int | None = None) -> Module:
+                 pipeline: int | None = None, src_lanes: int | None = None, rows: int = 1,
+                 out_depth: int = OUT_FIFO_DEPTH) -> Module:
     """The module of one op whose input streams carry `lanes` pixels per beat; `solved`: its shared
     adder graph (pointwise and full convs and the Po2 linear; hashiflex.ir.sharing), else trees;
     `pipeline` k: convs register their adder network every k levels (the other modules' paths are
     short, and the Po2 linear is a once-per-image multicycle path); `src_lanes`: a conv's input
-    port lanes when a width converter regroups them into `lanes` (rtl.convert)."""
+    port lanes when a width converter regroups them into `lanes` (rtl.convert); `rows`: image rows
+    per beat of a stem conv (walk.check_rows)."""
     if isinstance(op, Conv):
-        return conv_module(name, op, prog, lanes, solved, pipeline, src_lanes)
+        return conv_module(name, op, prog, lanes, solved, pipeline, src_lanes, rows, out_depth)
     if isinstance(op, Add):
-        return add_module(name, op, prog, lanes)
+        return add_module(name, op, prog, lanes, out_depth)
     if isinstance(op, AvgPool):
         return pool_module(name, op, prog, lanes)
     if isinstance(op, Linear) and op.mode == "po2":

@@ -55,19 +55,20 @@ class Stream(_Entry):
     tensor: Name
     shape: list[Dim] = Field(min_length=1, max_length=3)
     lanes: Dim
+    rows: Dim | None = None      # image rows per beat, when > 1 (a stem's input)
     bits: Bits
     signed: StrictBool
     beats: Pos
 
     @model_validator(mode="after")
     def _beats(self):
-        if len(self.shape) == 2 or self.beats != items(self.shape, self.lanes):
-            raise ValueError(f"stream of {self.tensor}: beats {self.beats} do not follow from shape {self.shape} "
-                             f"and lanes {self.lanes}")
+        if len(self.shape) == 2 or self.beats != items(self.shape, self.lanes, self.rows or 1) or self.rows == 1:
+            raise ValueError(f"stream of {self.tensor}: beats {self.beats} do not follow from shape {self.shape}, "
+                             f"lanes {self.lanes} and rows {self.rows} (absent, or > 1)")
         return self
 
     def bus_width(self) -> int:
-        return self.lanes * self.shape[0] * self.bits
+        return self.lanes * (self.rows or 1) * self.shape[0] * self.bits
 
 
 class PortStream(Stream):
@@ -156,6 +157,8 @@ class ModuleEntry(_Entry):
     shift: Annotated[StrictInt, Field(ge=0, le=1 << 10)] | None = None
     pipeline_stages: Annotated[StrictInt, Field(ge=0, le=1 << 10)] | None = None   # pipelined convs
     lanes_src: Dim | None = None    # a conv fed through a width converter: its port's pixels per beat
+    rows_in: Dim | None = None      # a stem conv fed several image rows per beat
+    out_fifo_depth: Annotated[StrictInt, Field(ge=3, le=64)] | None = None   # deeper than the default (rtl.depths)
 
     @model_validator(mode="after")
     def _kind_fields(self):
@@ -165,6 +168,10 @@ class ModuleEntry(_Entry):
                                            (self.lanes_src % self.lanes_in and self.lanes_in % self.lanes_src)):
             raise ValueError(f"module {self.name}: a width converter is on a conv, from lanes that one of "
                              f"lanes_src and lanes_in divides")
+        if self.out_fifo_depth is not None and self.kind not in ("conv", "add"):
+            raise ValueError(f"module {self.name}: only convs and adds feed a conv through a sized output FIFO")
+        if self.rows_in is not None and (self.kind != "conv" or self.rows_in < 2 or self.lanes_src is not None):
+            raise ValueError(f"module {self.name}: rows_in (> 1) is for a stem conv fed by the chip input")
         given = {k for k in KIND_FIELDS["all"] if getattr(self, k) is not None}
         if given != KIND_FIELDS[self.kind]:
             diff = sorted(given ^ KIND_FIELDS[self.kind])
@@ -362,8 +369,9 @@ class Manifest(_Entry):
         return self.parallelism.get(first_op, 1)
 
     def formats(self) -> dict[str, tuple[int, int]]:
-        """{op: (G, V)}: the lanes each layer's core takes (after its width converter, if any)."""
-        return {m.op: (m.lanes_in or m.lanes or 1, 1) for m in self.modules}
+        """{op: (G, V)}: the lanes each layer's core takes (after its width converter, if any) and
+        the rows per beat."""
+        return {m.op: (m.lanes_in or m.lanes or 1, m.rows_in or 1) for m in self.modules}
 
     def to_json(self) -> str:
         """The file's text: sorted keys, one-space indent, absent optional fields left out."""

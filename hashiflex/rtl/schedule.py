@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program
-from .conv import columns
+from .walk import columns
 from .convert import beat_map
 
 SKIP_SLACK = 3
@@ -38,13 +38,17 @@ def hw_outputs(prog: Program) -> list[tuple[str, str]]:
     return [("feat", prog.output)]
 
 
-def conv_need_index(op: Conv, in_shape, out_shape, kernel, lanes: int = 1) -> np.ndarray:
+def conv_need_index(op: Conv, in_shape, out_shape, kernel, lanes: int = 1, rows: int = 1) -> np.ndarray:
     """For each output beat (raster order), the last input beat index it needs (-1: none)."""
     _, h, w = in_shape
     _, oh, ow = out_shape
     kh, kw = kernel
     (sh, sw), (ph, pw) = op.stride, op.padding
     col = columns(op, w, ow, kw, lanes)
+    if rows > 1:   # a stem's walk (walk.check_rows): output row r is computed from beat row r
+        c = np.arange(col.nob) if lanes > 1 else np.arange(ow) * sw + kw - 1 - pw
+        r = np.minimum(np.arange(oh), -(-h // rows) - 1)
+        return (r[:, None] * col.nb + np.clip(c, 0, col.nb - 1)[None, :]).reshape(-1).astype(np.int64)
     r = np.arange(oh)[:, None] * sh + kh - 1 - ph
     if lanes == 1:
         c = np.arange(ow)[None, :] * sw + kw - 1 - pw
@@ -57,13 +61,14 @@ def conv_need_index(op: Conv, in_shape, out_shape, kernel, lanes: int = 1) -> np
     return need.reshape(-1).astype(np.int64)
 
 
-def items(shape, lanes: int = 1) -> int:
-    """Beats per image of a tensor streamed with `lanes` pixels per beat (1 for a vector)."""
-    return int(shape[1] * -(-shape[2] // lanes)) if len(shape) == 3 else 1
+def items(shape, lanes: int = 1, rows: int = 1) -> int:
+    """Beats per image of a tensor streamed with `lanes` pixels of `rows` rows per beat (1 for a
+    vector)."""
+    return int(-(-shape[1] // rows) * -(-shape[2] // lanes)) if len(shape) == 3 else 1
 
 
 def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None = None,
-              extra: dict[str, int] | None = None, glanes: dict[str, int] | None = None
+              extra: dict[str, int] | None = None, formats: dict[str, tuple[int, int]] | None = None
               ) -> tuple[np.ndarray, int] | None:
     """(need(target) in items of src, cycles of latency on the longest path from src to target:
     STAGE_LATENCY per module plus its pipeline stages `extra[op]`), or None when target does not
@@ -71,8 +76,11 @@ def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None
     extra = extra or {}
     producer = {op.output: op for op in prog.ops}
     lanes = lanes or {}
+    formats = formats or {}
+    first = next((op for op in prog.ops if prog.op_inputs(op)[0] == prog.input), None)
+    in_rows = formats.get(first.name, (1, 1))[1] if first is not None and src == prog.input else 1
     memo: dict[str, np.ndarray | None] = {
-        src: np.arange(items(prog.tensors[src].shape, lanes.get(src, 1)), dtype=np.int64)}
+        src: np.arange(items(prog.tensors[src].shape, lanes.get(src, 1), in_rows), dtype=np.int64)}
 
     def stages(t: str) -> int:
         op = producer.get(t)
@@ -91,9 +99,9 @@ def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None
             inner = need(op.input)
             if inner is not None:
                 src_g = lanes.get(op.input, 1)
-                g = (glanes or {}).get(op.name, src_g)
+                g, v = formats.get(op.name, (src_g, 1))
                 idx = conv_need_index(op, prog.tensors[op.input].shape, prog.tensors[t].shape,
-                                      prog.arrays[op.weight].shape[2:], g)
+                                      prog.arrays[op.weight].shape[2:], g, v)
                 if g != src_g:   # module beats -> the port's beats, through the width converter
                     _, _, w = prog.tensors[op.input].shape
                     per_row, m = -(-w // g), beat_map(w, src_g, g)
@@ -114,7 +122,7 @@ def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None
 
 
 def skip_fifos(prog: Program, lanes: dict[str, int] | None = None, extra: dict[str, int] | None = None,
-               glanes: dict[str, int] | None = None) -> dict[tuple[str, str], int]:
+               formats: dict[str, tuple[int, int]] | None = None) -> dict[tuple[str, str], int]:
     """{(add op name, operand port 'a'|'b'): FIFO depth} for every residual add.
 
     The operand that is an ancestor of the other (the skip branch) is delayed in a FIFO deep
@@ -129,7 +137,7 @@ def skip_fifos(prog: Program, lanes: dict[str, int] | None = None, extra: dict[s
         if not isinstance(op, Add):
             continue
         for port, skip, other in (("a", op.a, op.b), ("b", op.b, op.a)):
-            found = need_from(prog, skip, other, lanes, extra, glanes)
+            found = need_from(prog, skip, other, lanes, extra, formats)
             if found is not None:
                 n, latency = found
                 lead = int((n - np.arange(len(n))).max(initial=0))

@@ -37,17 +37,19 @@ def unpack(words: np.ndarray, per_beat: int, bits: int, signed: bool) -> np.ndar
     return v
 
 
-def tensor_beats(x: np.ndarray, lanes: int) -> np.ndarray:
-    """A [N, C, H, W] tensor (or [N, C] vector, one beat) as [N, beats, lanes * C] values in stream
-    order: rows padded to whole beats of `lanes` pixels with zeros."""
+def tensor_beats(x: np.ndarray, lanes: int, rows: int = 1) -> np.ndarray:
+    """A [N, C, H, W] tensor (or [N, C] vector, one beat) as [N, beats, rows * lanes * C] values in
+    stream order: rows padded to whole beats of `lanes` pixels, the image to whole beats of `rows`
+    rows, with zeros; within a beat row q, lane l, channel c is slot (q * lanes + l) * C + c."""
     x = np.asarray(x)
     if x.ndim == 2:
         return x[:, None, :]
     n, c, h, w = x.shape
-    nb = -(-w // lanes)
-    pix = np.zeros((n, h, nb * lanes, c), dtype=np.int64)
-    pix[:, :, :w, :] = x.transpose(0, 2, 3, 1)
-    return pix.reshape(n, h * nb, lanes * c)
+    nb, nr = -(-w // lanes), -(-h // rows)
+    pix = np.zeros((n, nr * rows, nb * lanes, c), dtype=np.int64)
+    pix[:, :h, :w, :] = x.transpose(0, 2, 3, 1)
+    pix = pix.reshape(n, nr, rows, nb, lanes, c).transpose(0, 1, 3, 2, 4, 5)
+    return pix.reshape(n, nr * nb, rows * lanes * c)
 
 
 def beats_tensor(v: np.ndarray, shape: list[int], lanes: int) -> tuple[np.ndarray, np.ndarray]:

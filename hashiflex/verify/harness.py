@@ -217,7 +217,7 @@ def simulate(binary: Path, view: Manifest | NPUEntry, images: np.ndarray, stall_
     (int64), the cycle each image's last beat left per port, and the input cycles. `load`: the NPU
     load file (verify.chip.load_file) for a chip view."""
     bench = bench_of(view)
-    x = tensor_beats(images.astype(np.int64), view.input.lanes)
+    x = tensor_beats(images.astype(np.int64), view.input.lanes, view.input.rows or 1)
     r = run_bench(binary, bench, [x], [8], stall_in, stall_out, seed, max_idle, load)
     n = len(images)
     outs, cycles = {}, {}

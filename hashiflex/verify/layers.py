@@ -45,7 +45,7 @@ def _binary(b: Block, built: BuiltBlock, work: Path) -> tuple[Path, float]:
 
 
 def _check_layer(b: Block, module: ModuleEntry | None, exe: Path, gold: dict, stall_in: int, stall_out: int, seed: int) -> dict:
-    ins = [tensor_beats(gold[i.tensor], i.lanes) for i in b.inputs]
+    ins = [tensor_beats(gold[i.tensor], i.lanes, i.rows or 1) for i in b.inputs]
     o = b.output
     r = run_bench(exe, _bench(b), ins, [i.bits for i in b.inputs], stall_in, stall_out, seed)
     got = unpack(r["words"][0], o.lanes * o.shape[0], o.bits, o.signed)

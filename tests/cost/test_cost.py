@@ -54,12 +54,15 @@ def test_counts_equal_the_generator(tmp_path, make, ps):
     for p in ps:
         man = generate_rtl(prog, tmp_path / str(p), p, share=False)
         lanes, _ = plan_lanes(prog, p)
+        depths = design.out_depths(prog, {op.name: (lanes[prog.op_inputs(op)[0]], 1) for op in hw_ops(prog)})
+        assert depths == {m.op: m.out_fifo_depth for m in man.modules if m.out_fifo_depth}
         for op, m in zip(hw_ops(prog), man.modules):
             g = lanes[prog.op_inputs(op)[0]]
             net = counts.adder_network(prog, op, g)
             k = storage.copies(prog, op, g, 1)
             assert (net.adders * k, net.adder_bits * k) == (m.adders, m.adder_bits), op.name
-            assert storage.storage(prog, op, g, 1, trim=False).total_bits == m.register_bits, op.name
+            assert storage.storage(prog, op, g, 1, trim=False, out_depth=depths.get(op.name, 2)).total_bits == \
+                m.register_bits, op.name
             assert storage.cycles(prog, op, g, 1) == m.cycles_per_image, op.name
             if m.adder_depth is not None:
                 assert net.depth == m.adder_depth, op.name

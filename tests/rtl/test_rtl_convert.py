@@ -73,3 +73,35 @@ def test_beat_map_needs_the_last_source_beat_covering_the_module_beat(w, src, ds
         last_pixel = min((b + 1) * dst, w) - 1
         assert s == last_pixel // src
     assert converter_register_bits(w, 8, src, dst) > 0
+
+
+@pytest.mark.parametrize("g", [12, 4, 1])
+def test_stem_takes_two_rows_per_beat(tmp_path, g):
+    """V = 2 at a 3x3/pad 1/stride 2 stem: each step takes two image rows and emits one output row,
+    so the stem walks 6 beat rows instead of 12 padded rows; exact, with and without stalls."""
+    b, x = _stem(shape=(2, 12, 12), seed=43)
+    y = b.conv(x, depthwise=True, k=3)
+    b.conv(y, 5, k=1, pad=0)
+    prog = b.program()
+    names = [op.name for op in prog.ops]
+    out_lanes = max(1, g // 2)
+    formats = dict(zip(names, [(g, 2), (out_lanes, 1), (out_lanes, 1)]))
+    man = rtl_check(prog, tmp_path, n_images=4, formats=formats)["manifest"]
+    assert man.input.rows == 2 and man.input.beats == 6 * -(-12 // g)
+    assert man.modules[0].rows_in == 2 and man.modules[0].traversal[0] == 6
+    assert man.formats() == formats
+    rtl_check(prog, tmp_path / "stall", n_images=3, seed=9, stall_in=30, stall_out=30, formats=formats)
+
+
+def test_rows_per_beat_only_where_generated(tmp_path):
+    b, x = _stem()
+    y = b.conv(x, 4, k=3, stride=1)
+    prog = b.program()
+    names = [op.name for op in prog.ops]
+    with pytest.raises(UserError, match="first conv only"):
+        generate_rtl(prog, tmp_path / "a", formats=dict(zip(names, [(12, 1), (6, 2)])))
+    b2 = ProgBuilder((1, 12, 12), seed=44)
+    b2.conv("input", 4, k=3, stride=1)
+    p2 = b2.program()
+    with pytest.raises(UserError, match="rows per beat are generated for a conv whose row stride"):
+        generate_rtl(p2, tmp_path / "b", formats={p2.ops[0].name: (12, 2)})

@@ -54,7 +54,7 @@ def test_manifest_figures(tmp_path):
     # stride-2 3x3 pad 1 on 7x7: traversal max(1+7, 3*2+3) = 9 per axis
     assert man.modules[0].cycles_per_image == 81 and man.expected_cycles_per_image == 81
     logits = prog.tensors[prog.output]
-    assert man.outputs[1].model_dump() == {"port": "logits", "tensor": prog.output, "channels": 3, "signed": bool(logits.lo < 0),
+    assert man.outputs[1].model_dump(exclude_none=True) == {"port": "logits", "tensor": prog.output, "channels": 3, "signed": bool(logits.lo < 0),
                                  "bits": bits_for(min(logits.lo, 0), max(logits.hi, 0)),
                                  "width": 3 * bits_for(min(logits.lo, 0), max(logits.hi, 0)), "shape": [3],
                                  "beats": 1, "lanes": 1}

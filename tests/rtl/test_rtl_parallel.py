@@ -27,10 +27,9 @@ def test_stride2_stem_and_stride2_depthwise_with_lanes(tmp_path):
     x = b.conv(x, depthwise=True, k=3, stride=2)      # 2 lanes in, P = 1
     x = b.conv(x, depthwise=True, k=3, stride=2)      # 1 lane: the P = 1 module
     prog = b.program()
-    # the manifest's figure is the slowest module's; here the stem (30 cycles) feeds a depthwise conv
-    # whose bottom padding row (4 steps) outlasts the stem's idle gap between images, so the 2-deep
-    # output FIFO overflows once per image: 2 cycles (6.7 % of so small an image) are measured on top
-    out = rtl_check(prog, tmp_path, n_images=3, parallelism=2, cycles_slack=0.07)
+    # the stem (30 cycles) feeds a depthwise conv whose bottom padding row outlasts the stem's idle
+    # gap between images: its output FIFO is sized for it (rtl.depths), so the figure is met exactly
+    out = rtl_check(prog, tmp_path, n_images=3, parallelism=2)
     assert [m.P for m in out["manifest"].modules] == [2, 2, 1, 1]
     assert out["manifest"].input.lanes == 4
 
