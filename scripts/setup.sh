@@ -31,4 +31,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # constraints.txt pins torch to the CPU build; without it pip may pull a multi-GB CUDA wheel.
-python -m pip install -c constraints.txt -e '.[test]'
+# Ray is an optional extra (`--ray`); the tests start a local cluster, so CI installs it.
+python -m pip install -c constraints.txt -e '.[test,ray]'

@@ -89,7 +89,8 @@ def good(cmd: str, fp32: Path, po2: Path, data: Path, out: Path) -> list[str]:
     }[cmd]
 
 
-GOOD_FILES = {"train": ["f.pt"], "quantize": ["q.pt"], "sweep": ["sweep.csv", "sweep.png"],
+GOOD_FILES = {"train": ["f.pt"], "quantize": ["q.pt"],
+              "sweep": ["points", "points/e3_p0_s1.json", "sweep.csv", "sweep.png"],
               "compile": ["model.graphs.npz", "model.ir.json", "model.ir.npz"]}
 
 

@@ -139,9 +139,10 @@ def _add_eval(sub) -> None:
 def _add_sweep(sub) -> None:
     p = sub.add_parser(
         "sweep", formatter_class=FMT, help="accuracy over exponent bits x pruning rates",
-        description="Run a short QAT from one FP32 checkpoint for every combination of exponent bits and "
-                    "pruning rate, and write DIR/sweep.csv and DIR/sweep.png (accuracy vs pruning, one line "
-                    "per exponent width).",
+        description="Run a short QAT from one FP32 checkpoint for every combination of exponent bits, "
+                    "pruning rate and seed, and write DIR/sweep.csv and DIR/sweep.png (accuracy vs pruning, one "
+                    "line per exponent width, mean and spread over seeds). Each finished point is kept in "
+                    "DIR/points/, so a re-run with the same --out and settings skips it.",
         epilog="example:\n  hashiflex sweep --out results --limit 10000 --test-limit 2000\n"
                "  hashiflex sweep --out results --exp-bits-list 3,4 --prune-list 0,0.5 --epochs 0.5")
     p.add_argument("--out", required=True, metavar="DIR", help="existing folder for sweep.csv and sweep.png")
@@ -149,6 +150,12 @@ def _add_sweep(sub) -> None:
                    help="exponent bits to try (default 2,3,4)")
     p.add_argument("--prune-list", type=_float_list, default=[0.0, 0.25, 0.5, 0.75], metavar="LIST",
                    help="pruning rates to try (default 0,0.25,0.5,0.75)")
+    p.add_argument("--seeds", type=_int_list, default=[1], metavar="LIST",
+                   help="QAT seeds: every point runs once per seed; the CSV gives each seed's accuracy and "
+                        "the mean and spread over seeds (default 1)")
+    p.add_argument("--keep-checkpoints", metavar="DIR",
+                   help="existing folder to keep every point's quantized checkpoint in (<point>.pt)")
+    _ray_option(p, "each (exponent bits, pruning, seed) point is a Ray task of one CPU")
     _qat_options(p, 0.25)
     _common(p)
     p.set_defaults(module="sweep")
@@ -235,8 +242,17 @@ def _add_verify(sub) -> None:
     p.add_argument("--npu-image", metavar="FILE",
                    help="load this NPU weight image (from 'hashiflex finetune' or 'npu-image') into the chip "
                         "first and compare against the golden simulator with that head")
+    _ray_option(p, "the image shards (--jobs of them) run as Ray tasks; the simulator is built here and "
+                   "shipped to them")
     _common(p)
     p.set_defaults(module="verify")
+
+
+def _ray_option(p, what: str) -> None:
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help=f"run on a Ray cluster (pip install -e '.[ray]'; docs/cluster.md): {what}. ADDRESS: "
+                        "host:port of the head, 'auto' (default: the cluster 'ray start' runs on this machine) "
+                        "or 'local' (a private one started here)")
 
 
 def _add_estimate(sub) -> None:

@@ -25,7 +25,7 @@ def check_manifest(build) -> None:
     harness.check_files(rtl_dir, sorted(m.sha256), m)   # every generated file present and unedited
 
 
-def _verify_with_image(args, prog, images: np.ndarray) -> dict:
+def _verify_with_image(args, prog, images: np.ndarray, ray=None) -> dict:
     """The chip with a given NPU image; verify_chip refuses a build without an NPU and an image that
     does not fit it before Verilator runs."""
     from ..finetune.image import read_image
@@ -34,7 +34,7 @@ def _verify_with_image(args, prog, images: np.ndarray) -> dict:
     image = read_image(args.npu_image)
     flat = {"auto": None, "flat": True, "blocks": False}[args.build_mode]
     r = verify_chip(args.build, [(image, images)], prog, args.stall_in, args.stall_out, args.seed, args.jobs,
-                    flat=flat)
+                    flat=flat, ray=ray)
     r["npu_image"] = {"file": str(args.npu_image), "classes": image.n}
     return r
 
@@ -92,6 +92,8 @@ def run(args):
             raise UserError(f"{opt} is a percentage in [0, 100) (got {v})")
     if args.per_layer and (args.npu_image or args.build_mode != "auto"):
         raise UserError("--per-layer checks the layer modules alone: drop --npu-image and --build-mode")
+    if args.per_layer and args.ray:
+        raise UserError("--ray shards the images of a whole-design run; --per-layer runs here: drop one of them")
     flat = {"auto": None, "flat": True, "blocks": False}[args.build_mode]
     harness.verilator()  # missing Verilator: say how to install it before reading anything
     if Path(args.build).is_file():
@@ -102,12 +104,17 @@ def run(args):
     writable_cache()
     images, labels, source = _images(args, prog, limit)
     images = np.ascontiguousarray(images)
+    ray = None
+    if args.ray:
+        from ..cluster import connect
+        ray = connect(args.ray)
     if args.per_layer:
         r = verify_layers(args.build, images, prog, args.jobs, args.stall_in, args.stall_out, args.seed)
     elif args.npu_image is None:
-        r = verify_build(args.build, images, prog, args.stall_in, args.stall_out, args.seed, args.jobs, flat=flat)
+        r = verify_build(args.build, images, prog, args.stall_in, args.stall_out, args.seed, args.jobs, flat=flat,
+                         ray=ray)
     else:
-        r = _verify_with_image(args, prog, images)
+        r = _verify_with_image(args, prog, images, ray)
     _top1(r, labels)
     r["image_source"] = source
     if "npu_image" in r:

@@ -120,12 +120,12 @@ def converter_layers(prog: Program, formats) -> list[model.Layer]:
 
 def fifo_list(prog: Program, formats, manifest: Manifest | None = None, extra: dict[str, int] | None = None
               ) -> list[dict]:
-    """Skip FIFOs: the manifest's, the schedule's (RTL formats; `extra`: pipeline stages per op),
-    or scaled from the P = 1 ones."""
+    """Skip FIFOs: the manifest's, the schedule's (formats the generator builds; `extra`: pipeline
+    stages per op), or scaled from the P = 1 ones (model-only formats)."""
     made = stream_formats(prog, formats)
     if manifest is not None:
         fl = [f.model_dump() for f in manifest.skip_fifos]
-    elif all(v == 1 for _, v in formats.values()):
+    elif generates(prog, formats):     # the generator's formats: the schedule's own depths
         lanes = {t: f[0] for t, f in made.items()}
         try:
             deps = skip_fifos(prog, lanes, extra, {op: tuple(f) for op, f in formats.items()})

@@ -27,7 +27,11 @@ def sweep_plot(rows: list[dict]) -> bytes | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for bits in sorted({int(r["exp_bits"]) for r in rows}):
-        pts = sorted((float(r["prune"]), 100 * float(r["accuracy"])) for r in rows if int(r["exp_bits"]) == bits)
+        by: dict[float, list[float]] = {}     # the mean over seeds (sweep --seeds) at each pruning rate
+        for r in rows:
+            if int(r["exp_bits"]) == bits:
+                by.setdefault(float(r["prune"]), []).append(100 * float(r["accuracy"]))
+        pts = sorted((p, sum(a) / len(a)) for p, a in by.items())
         ax.plot([p for p, _ in pts], [a for _, a in pts], marker="o", label=f"{bits}-bit exponent")
     ax.set_xlabel("pruning rate (fraction of zero weights)")
     ax.set_ylabel("test accuracy (%)")

@@ -54,7 +54,7 @@ def _shard_phases(phases: list[tuple[object, int]], a: int, b: int) -> list[tupl
 
 
 def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out: int = 0, seed: int = 1,
-                jobs: int = 2, keep_logits: bool = False, flat: bool | None = None) -> dict:
+                jobs: int = 2, keep_logits: bool = False, flat: bool | None = None, ray=None) -> dict:
     """phases: [(NPUImage, uint8 images [n, C, H, W]), ...], run through one binary: before each
     phase the NPU is reloaded with its image (with `jobs` > 1 the images are split into contiguous
     shards, one simulator process each, and each shard loads the images of its phases first).
@@ -84,7 +84,7 @@ def verify_chip(build_dir, phases: list, prog=None, stall_in: int = 0, stall_out
     images = np.concatenate([x for _, x in phases])
     counts = [(i, len(x)) for i, x in phases]
     sim = simulate_sharded(b.binary, npu, images, jobs, loads=lambda a, z: load_file(npu, _shard_phases(counts, a, z)),
-                           stall_in=stall_in, stall_out=stall_out, seed=seed)
+                           stall_in=stall_in, stall_out=stall_out, seed=seed, ray=ray)
     got_all = sim["outputs"]["logits"]
     per, pos, first, bad_images, bad_values = [], 0, None, 0, 0
     for p, (img, x) in enumerate(phases):

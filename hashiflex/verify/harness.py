@@ -238,16 +238,36 @@ def shards_of(n: int, jobs: int) -> list[tuple[int, int]]:
     return [(cuts[i], cuts[i + 1]) for i in range(k)]
 
 
-def simulate_sharded(binary: Path, view: Manifest | NPUEntry, images: np.ndarray, jobs: int, loads=None, **kw) -> dict:
+def _simulate_shipped(binary: bytes, view, images: np.ndarray, load: bytes | None, kw: dict) -> dict:
+    """simulate() on a Ray worker: the simulator binary arrives as bytes (it links every block
+    statically, so it runs on any node of the same platform)."""
+    with tempfile.TemporaryDirectory(prefix="hf-ray-sim-") as d:
+        exe = Path(d) / "sim"
+        exe.write_bytes(binary)
+        exe.chmod(0o755)
+        return simulate(exe, view, images, load=load, **kw)
+
+
+def simulate_sharded(binary: Path, view: Manifest | NPUEntry, images: np.ndarray, jobs: int, loads=None, ray=None,
+                     **kw) -> dict:
     """simulate() over `jobs` processes of the same binary, each a contiguous shard of the images;
     results merged in image order (outputs identical to one process). loads(a, b): the load file
-    of shard [a, b). The cycle figures are per shard; "spans" holds (last - first exit cycle,
-    images - 1) of each shard so steady-state cycles per image can be pooled."""
+    of shard [a, b). `ray`: a connected ray module (hashiflex.cluster.connect): the shards are Ray
+    tasks and the binary is shipped to them once. The cycle figures are per shard; "spans" holds
+    (last - first exit cycle, images - 1) of each shard so steady-state cycles per image can be
+    pooled."""
     parts = shards_of(len(images), jobs)
-    with ThreadPoolExecutor(max_workers=len(parts)) as ex:
-        futs = [ex.submit(simulate, binary, view, images[a:b], load=loads(a, b) if loads else None, **kw)
-                for a, b in parts]
-        res = [f.result() for f in futs]
+    if ray is not None:
+        from ..cluster import ray_map
+
+        exe = ray.put(Path(binary).read_bytes())
+        res = ray_map(ray, _simulate_shipped, [(exe, view, images[a:b], loads(a, b) if loads else None, kw)
+                                               for a, b in parts])
+    else:
+        with ThreadPoolExecutor(max_workers=len(parts)) as ex:
+            futs = [ex.submit(simulate, binary, view, images[a:b], load=loads(a, b) if loads else None, **kw)
+                    for a, b in parts]
+            res = [f.result() for f in futs]
     ports = list(res[0]["outputs"])
     last = view.outputs[-1].port
     return {"outputs": {p: np.concatenate([r["outputs"][p] for r in res]) for p in ports},

@@ -18,14 +18,15 @@ __all__ = ["verify_build"]
 
 
 def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0, stall_out: int = 0,
-                 seed: int = 1, jobs: int = 2, target: str = "auto", flat: bool | None = None) -> dict:
+                 seed: int = 1, jobs: int = 2, target: str = "auto", flat: bool | None = None, ray=None) -> dict:
     """Stream images through the RTL in build_dir and compare every output with the golden
     simulator. `prog` defaults to the IR saved in build_dir; stall_in/stall_out (percent) add
     random bubbles on the input and back-pressure on the outputs. `target`: "pipeline" (hf_top),
     "chip" (hf_chip with the NPU, loaded with the program's own classifier) or "auto" (the chip
     when the build has an NPU). `jobs`: parallel block builds and simulator processes (image
     shards); `flat`: one Verilated model of the whole top level (True), block by block (False), or
-    flat only below FLAT_MAX_ADDERS adders (None)."""
+    flat only below FLAT_MAX_ADDERS adders (None). `ray`: a connected ray module (hashiflex.cluster):
+    the image shards run as Ray tasks, the simulator binary built here and shipped to them."""
     from ..sim.golden import GoldenSimulator
 
     if jobs < 1:
@@ -39,10 +40,11 @@ def verify_build(build_dir, images_u8: np.ndarray, prog=None, stall_in: int = 0,
     check_program(manifest, prog, rtl_dir / "manifest.json")
     if target == "chip" or (target == "auto" and manifest.npu is not None):
         return verify_chip(build_dir, [(image_from_program(prog), images)], prog, stall_in, stall_out, seed, jobs,
-                           flat=flat)
+                           flat=flat, ray=ray)
     flat = flat_mode(manifest, flat)
     b = build(rtl_dir, manifest, Path(build_dir) / ("verilator-flat" if flat else "verilator"), jobs, flat)
-    sim = simulate_sharded(b.binary, manifest, images, jobs, stall_in=stall_in, stall_out=stall_out, seed=seed)
+    sim = simulate_sharded(b.binary, manifest, images, jobs, stall_in=stall_in, stall_out=stall_out, seed=seed,
+                           ray=ray)
     gold = GoldenSimulator(prog).run(images, keep_all=True)
     n = len(images)
     bad_images = np.zeros(n, dtype=bool)

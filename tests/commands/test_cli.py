@@ -147,7 +147,8 @@ def test_sweep_writes_csv_and_png(tmp_path, fmnist_dir, tiny_fp32):
     assert [float(x["accuracy"]) for x in rows] == pytest.approx([x["accuracy"] for x in r["results"]])
     assert all(float(x["sparsity"]) >= 0.49 for x in rows if float(x["prune"]) == 0.5)
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.csv", "sweep.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["points", "sweep.csv", "sweep.png"]
+    assert len(list((tmp_path / "points").iterdir())) == 4     # each finished point, for a re-run to skip
 
 
 # --- bad input: exit 2, one line on stderr, nothing written -------------------------------------

@@ -105,3 +105,67 @@ def test_rows_per_beat_only_where_generated(tmp_path):
     p2 = b2.program()
     with pytest.raises(UserError, match="rows per beat are generated for a conv whose row stride"):
         generate_rtl(p2, tmp_path / "b", formats={p2.ops[0].name: (12, 2)})
+
+
+def _every_format_program():
+    """A 2-row-per-beat stem, lanes going down (12 -> 6 -> 2) and up (2 -> 6) through width
+    converters, a stride-2 depthwise at 6 lanes, a residual add whose conv branch crosses two
+    converters, a pool fed 3 lanes and an int8 head. Seed 51: every layer's output differs on
+    each of the 6 test images (random weights often collapse deep layers to a few values)."""
+    b = ProgBuilder((3, 12, 12), seed=51)
+    x = b.conv("input", 6, k=3, stride=2, pad=1, clamp=(0, 127))              # 12x12 -> 6x6
+    y = b.conv(x, 8, k=1, pad=0, clamp=(0, 127), prune=0.1)                  # 6 -> 2 lanes
+    y = b.conv(y, depthwise=True, k=3, clamp=(-60, 60))
+    y = b.conv(y, 6, k=1, pad=0, clamp=(-64, 63), prune=0.1)                  # 2 -> 6 lanes
+    z = b.add(x, y, align_a=1, shift=1)
+    z = b.conv(z, depthwise=True, k=3, stride=2, clamp=(0, 127))             # 6 lanes, stride 2: 3 out
+    b.linear(b.pool(z), 4, mode="int8")
+    prog = b.program()
+    names = [op.name for op in prog.ops if op.name != prog.ops[-1].name]
+    return prog, dict(zip(names, [(12, 2), (2, 1), (2, 1), (6, 1), (6, 1), (6, 1), (3, 1)]))
+
+
+@pytest.mark.parametrize("k", [None, 2])
+def test_every_generated_format_together(tmp_path, k):
+    from hashiflex.verify import verify_build
+    from rtl_progs import assert_lint_clean
+    import numpy as np
+
+    prog, formats = _every_format_program()
+    man = generate_rtl(prog, tmp_path / "rtl", formats=formats, pipeline_levels=k)
+    assert_lint_clean(tmp_path / "rtl", man)
+    assert man.formats() == formats and man.input.rows == 2
+    assert [m.lanes_src for m in man.modules if m.lanes_src] == [6, 2]
+    assert man.skip_fifos and (k is None or man.pipeline_levels == k)
+    images = np.random.default_rng(1).integers(0, 256, (6, 3, 12, 12), dtype=np.uint8)
+    res = verify_build(tmp_path, images, prog=prog)
+    assert res["mismatches"] == 0, res["first_mismatch"]
+    assert res["cycles_per_image"] == man.expected_cycles_per_image
+    assert res["ports"]["feat"]["distinct_outputs"] == 6     # input-dependent through every layer
+    stalled = verify_build(tmp_path, images, prog=prog, stall_in=30, stall_out=30, seed=4)
+    assert stalled["mismatches"] == 0
+
+
+def test_sized_output_fifo_is_what_keeps_the_figure(tmp_path, monkeypatch):
+    """The stride-2 stem (30 cycles, the bottleneck) feeds a depthwise conv whose bottom padding row
+    outlasts the stem's idle gap between images. With the default 2-word FIFO Verilator measures
+    more than the manifest's figure; rtl.depths sizes the stem's FIFO and the figure is met."""
+    from hashiflex.rtl import depths, generate
+    from hashiflex.verify import verify_build
+    import numpy as np
+
+    b = ProgBuilder((1, 10, 10), seed=30)
+    x = b.conv("input", 3, k=3, stride=2, pad=1)
+    x = b.conv(x, depthwise=True, k=3, stride=1)
+    x = b.conv(x, depthwise=True, k=3, stride=2)
+    prog = b.program()
+    images = np.random.default_rng(0).integers(0, 256, (4, 1, 10, 10), dtype=np.uint8)
+    sized = generate_rtl(prog, tmp_path / "rtl", 2)
+    assert sized.modules[0].out_fifo_depth and sized.modules[0].out_fifo_depth > 2
+    assert verify_build(tmp_path, images, prog=prog)["cycles_per_image"] == sized.expected_cycles_per_image
+    monkeypatch.setattr(generate, "out_fifo_depths", lambda prog, lanes, made: ({}, 0))
+    plain = generate_rtl(prog, tmp_path / "plain" / "rtl", 2)
+    assert not any(m.out_fifo_depth for m in plain.modules)
+    got = verify_build(tmp_path / "plain", images, prog=prog)["cycles_per_image"]
+    assert got > plain.expected_cycles_per_image == sized.expected_cycles_per_image
+    assert depths._longest_idle(np.array([1, 0, 0, 1, 0, 0, 0], bool)) == 3

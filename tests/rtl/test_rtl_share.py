@@ -39,7 +39,7 @@ def build_and_check(prog, d, share, parallelism=1, n_images=2, seed=0, stall=0):
     assert res["images"] == n_images and res["mismatches"] == 0, res["first_mismatch"]
     if not stall:
         want = man.expected_cycles_per_image
-        assert abs(res["cycles_per_image"] - want) <= 0.02 * want
+        assert res["cycles_per_image"] == want
     return man
 
 
