@@ -70,11 +70,11 @@ def _call(fn: Callable, *a):
 
 
 def ray_map(ray, fn: Callable, args: Iterable[tuple], num_cpus: float = 1, on_result: Callable | None = None,
-            retries: int = RETRIES) -> list:
-    """fn(*a) for every a in `args` as Ray tasks (`num_cpus` each, retried when a worker dies);
+            retries: int = RETRIES, num_gpus: float = 0) -> list:
+    """fn(*a) for every a in `args` as Ray tasks (`num_cpus` and `num_gpus` each, retried when a worker dies);
     results in the order of `args`. `on_result(i, r)` is called as each finishes (any order); a
     UserError in a task is raised here with its own message."""
-    remote = ray.remote(num_cpus=num_cpus, max_retries=retries, retry_exceptions=False)(_call)
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries, retry_exceptions=False)(_call)
     refs = [remote.remote(fn, *a) for a in args]
     index = {r: i for i, r in enumerate(refs)}
     out: list = [None] * len(refs)

@@ -27,6 +27,19 @@ def set_threads() -> None:
     torch.set_num_threads(n)
 
 
+def resolve_device(name: str | None) -> str:
+    """--device: 'cpu', 'cuda', or 'auto' (CUDA when torch sees a GPU, else the CPU)."""
+    name = name or "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: torch sees no CUDA GPU here (a CPU build of torch, or no driver); "
+                        "use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device takes auto, cpu or cuda (got {name!r})")
+    return name
+
+
 def check_count(value: int | None, opt: str) -> None:
     if value is not None and value < 1:
         raise UserError(f"{opt} must be at least 1 (got {value})")

@@ -59,6 +59,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _qat_options(p: argparse.ArgumentParser, epochs_default: float | None) -> None:
     """Options shared by quantize and sweep. None means QATSettings' default, so `quantize` with no
     options repeats default-po2's recipe; the numbers in the help are checked against it by a test."""
+    _device_option(p)
     p.add_argument("--checkpoint", default="default-fp32", metavar="PATH",
                    help="FP32 checkpoint to start from: a file or 'default-fp32' (default)")
     p.add_argument("--act-bits", type=int, default=8, help="activation bits, 2..16 (default 8)")
@@ -99,8 +100,15 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--limit", type=int, metavar="N", help="use the first N training images (default all)")
     p.add_argument("--test-limit", type=int, metavar="N", help="use the first N test images (default all)")
+    _device_option(p)
     _common(p)
     p.set_defaults(module="train")
+
+
+def _device_option(p) -> None:
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                   help="where training runs: cpu (default; results as documented), cuda, or auto (CUDA when "
+                        "torch sees a GPU); evaluation and export stay on the CPU")
 
 
 def _add_quantize(sub) -> None:

@@ -8,7 +8,8 @@ from ..errors import UserError
 from ..quant.config import QuantConfig
 from ..sim.golden import golden_accuracy
 from ..quant.qat import QATSettings, quantize_from_fp32
-from .common import check_count, check_epochs, check_finite, check_lr, fp32_model, load_split, output_file
+from .common import (check_count, check_epochs, check_finite, check_lr, fp32_model, load_split, output_file,
+                     resolve_device)
 
 
 def check_training_options(args) -> None:
@@ -30,6 +31,7 @@ def qat_settings(args, exp_bits: int, prune: float) -> QATSettings:
     given = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
                                ("seed", args.seed), ("distill", args.distill),
                                ("temperature", args.temperature)) if v is not None}
+    given["device"] = resolve_device(getattr(args, "device", None))
     return replace(base, quant=qc, train=replace(base.train, **given))
 
 

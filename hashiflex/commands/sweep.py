@@ -161,8 +161,9 @@ def run(args):
         if ray is not None:
             from ..cluster import ray_map
             ref_ckpt, ref_data = ray.put(ckpt), ray.put((xtr, ytr, xte, yte))
+            gpus = 1 if settings[0].train.device == "cuda" else 0     # one CPU, or one GPU, per point
             ray_map(ray, run_point, [(ref_ckpt, ref_data, settings[i], keep is not None) for i in todo],
-                    on_result=done)
+                    on_result=done, num_gpus=gpus)
         else:
             for k, i in enumerate(todo):
                 done(k, run_point(ckpt, (xtr, ytr, xte, yte), settings[i], keep is not None))

@@ -11,7 +11,7 @@ from ..data import find_data_dir
 from ..errors import UserError
 from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 from ..train.loop import TrainSettings, accuracy, predict, train
-from .common import check_count, check_epochs, check_finite, check_lr, load_split, output_file
+from .common import check_count, check_epochs, check_finite, check_lr, load_split, output_file, resolve_device
 
 
 def run(args):
@@ -26,7 +26,8 @@ def run(args):
         cfg.validate()
     except ValueError as e:
         raise UserError(f"--width: {e}" if "width" in str(e) else str(e)) from None
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                             device=resolve_device(args.device))
     out = output_file(args.out)
     data_dir = find_data_dir(args.data)
     xtr, ytr = load_split("train", args.data, args.limit)

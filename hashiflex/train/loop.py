@@ -68,6 +68,7 @@ class TrainSettings:
     erase: float = 0.0   # probability of random erasing per image (0 = off)
     distill: float = 0.0  # weight of the distillation loss when a teacher is given (0 = labels only)
     temperature: float = 2.0  # softmax temperature of the distillation loss
+    device: str = "cpu"   # where the forward and backward passes run ("cpu" or "cuda"; batches are drawn on the CPU)
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -86,8 +87,11 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, s: TrainSettings
     loss against the teacher's outputs on the same augmented batch (the teacher runs in eval mode).
     """
     use_teacher = teacher is not None and s.distill > 0
+    dev = torch.device(s.device)
+    model.to(dev)
     if use_teacher:
         teacher.eval()
+        teacher.to(dev)
     gen = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -116,9 +120,9 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, s: TrainSettings
                     xb = random_erase(xb, gen, s.erase)
                 if step_hook is not None:
                     step_hook(step, total)
-                xin = to_model_input(xb)
+                xin = to_model_input(xb).to(dev)
                 out = model(xin)
-                loss = F.cross_entropy(out, yt[idx], label_smoothing=s.label_smoothing)
+                loss = F.cross_entropy(out, yt[idx].to(dev), label_smoothing=s.label_smoothing)
                 if use_teacher:
                     with torch.no_grad():
                         soft = teacher(xin)
@@ -131,6 +135,9 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, s: TrainSettings
                 pb.update(1)
                 if step % 50 == 0:
                     pb.set_postfix(loss=f"{loss.item():.3f}")
+    model.to("cpu")     # every later stage (calibration, export, the golden simulator) runs on the CPU
+    if use_teacher:
+        teacher.to("cpu")
 
 
 @torch.no_grad()

@@ -127,3 +127,42 @@ def test_ray_not_installed_is_one_line(tmp_path, capfd, monkeypatch):
     rc = main([*SWEEP, "--out", str(tmp_path / "o"), "--ray"])
     err = capfd.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "pip install -e '.[ray]'" in err, err
+
+
+def test_device_selection(monkeypatch):
+    """--device: cpu is the default and what auto picks without a GPU; cuda without one is one line."""
+    import torch
+
+    from hashiflex.commands.common import resolve_device
+    from hashiflex.errors import UserError
+
+    assert resolve_device(None) == resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == resolve_device("cuda") == "cuda"
+
+
+def test_cuda_device_without_gpu_is_one_line(tmp_path, capfd):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.fail("this test expects the CPU build of torch (constraints.txt)")
+    rc = main(["quantize", "--out", str(tmp_path / "q.pt"), "--device", "cuda", "--epochs", "0"])
+    err = capfd.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "--device cuda" in err, err
+    assert not (tmp_path / "q.pt").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--seed", "3"], "sweep takes --seeds LIST"),
+    (["--seeds", "1,1"], "--seeds takes distinct seeds >= 0"),
+])
+def test_sweep_seed_options(tmp_path, capfd, argv, says):
+    (tmp_path / "o").mkdir()
+    rc = main([*SWEEP, "--out", str(tmp_path / "o"), *argv])
+    err = capfd.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and says in err, err
+    assert not any((tmp_path / "o").iterdir())
