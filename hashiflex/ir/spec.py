@@ -122,6 +122,8 @@ class Program:
     def validate(self) -> "Program":
         """Topological order, known tensors, field types and ranges, and every array and tensor
         shape consistent with the ops (ValueError naming the op and the field otherwise)."""
+        if not isinstance(self.meta, dict):
+            raise ValueError(f"meta must be an object (got {type(self.meta).__name__})")
         for key, t in self.tensors.items():
             if not isinstance(t.name, str) or t.name != key or not t.name:
                 raise ValueError(f"tensor {key!r}: its name must be the string it is listed under")
@@ -185,8 +187,8 @@ def _check_op(prog: "Program", op) -> None:
     out = prog.tensors[op.output].shape
     if isinstance(op, (Conv, Add, AvgPool)):
         _int(op.shift, f"op {op.name}: shift", -62, 62)
-        _int(op.clamp_lo, f"op {op.name}: clamp_lo")
-        _int(op.clamp_hi, f"op {op.name}: clamp_hi")
+        _int(op.clamp_lo, f"op {op.name}: clamp_lo", -(1 << 62), 1 << 62)
+        _int(op.clamp_hi, f"op {op.name}: clamp_hi", -(1 << 62), 1 << 62)
         if op.clamp_lo > op.clamp_hi:
             raise ValueError(f"op {op.name}: clamp_lo {op.clamp_lo} > clamp_hi {op.clamp_hi}")
     if isinstance(op, Conv):
@@ -194,6 +196,9 @@ def _check_op(prog: "Program", op) -> None:
         w = prog.arrays[op.weight]
         if len(x) != 3 or getattr(w, "ndim", 0) != 4:
             raise ValueError(f"op {op.name}: a conv needs a [C, H, W] input and a 4-D weight")
+        for name, v in (("stride", op.stride), ("padding", op.padding)):
+            if not isinstance(v, tuple) or len(v) != 2:
+                raise ValueError(f"op {op.name}: {name} must be a pair of integers (got {v!r})")
         for v in (*op.stride, op.groups):
             _int(v, f"op {op.name}: stride / groups", 1, 1 << 16)
         for v in op.padding:

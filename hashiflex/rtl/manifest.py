@@ -12,6 +12,7 @@ Version history: 1 = the first typed manifest (same JSON as the untyped one befo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Literal
 
@@ -306,6 +307,9 @@ class Manifest(_Entry):
     shell: Shell
     npu: NPUEntry | None = None
     sha256: dict[FileName, Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]]
+    # SHA-256 of this file's own text without this field (to_json): an edit that the schema and the
+    # cross-field rules accept still cannot change what a build says about itself
+    seal: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")] | None = None   # None only while building
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -374,8 +378,10 @@ class Manifest(_Entry):
         return {m.op: (m.lanes_in or m.lanes or 1, m.rows_in or 1) for m in self.modules}
 
     def to_json(self) -> str:
-        """The file's text: sorted keys, one-space indent, absent optional fields left out."""
-        return json.dumps(self.model_dump(exclude_none=True), indent=1, sort_keys=True) + "\n"
+        """The file's text: sorted keys, one-space indent, absent optional fields left out, sealed
+        (`seal`: the SHA-256 of the same text without it)."""
+        body = self.model_dump(exclude_none=True, exclude={"seal"})
+        return json.dumps(dict(body, seal=_seal_of(body)), indent=1, sort_keys=True) + "\n"
 
     @classmethod
     def parse(cls, obj, where: str = FILE, redo: str = "re-run 'hashiflex compile'") -> "Manifest":
@@ -389,12 +395,19 @@ class Manifest(_Entry):
             newer = isinstance(v, int) and not isinstance(v, bool) and v > VERSION
             raise UserError(f"{where} has manifest version {v!r}; this hashiflex reads version {VERSION}"
                             + ("; upgrade hashiflex or " if newer else "; ") + redo)
-        if "sha256" not in obj:
-            raise UserError(f"{where} has no file checksums (written by an older hashiflex); {redo}")
+        if "sha256" not in obj or "seal" not in obj:
+            raise UserError(f"{where} has no file checksums or no seal (written by an older hashiflex); {redo}")
         try:
-            return cls.model_validate(obj)
+            man = cls.model_validate(obj)
         except ValidationError as e:
             raise UserError(f"{where}: {first_error(e, 'manifest')}; {redo}") from None
+        if man.seal != _seal_of({k: v for k, v in obj.items() if k != "seal"}):
+            raise UserError(f"{where} was edited after hashiflex wrote it (its seal does not match its text); {redo}")
+        return man
+
+
+def _seal_of(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, indent=1, sort_keys=True).encode()).hexdigest()
 
 
 __all__ = ["FILE", "FORMAT", "VERSION", "Block", "BlockInput", "Manifest", "ModuleEntry", "NPUEntry", "Port",

@@ -46,7 +46,7 @@ MANIFEST_KINDS = {k: v for k, v in KINDS.items() if k != "list"}
 def test_every_damaged_field_is_refused(built):
     """Each leaf and container of a real manifest, mutated seven ways: every mutation that changes
     the file is refused, by the schema, by what the generator derives, or by the IR beside it
-    (only the free-text handshake description may change), always as a one-line UserError."""
+    (the seal covers even the free-text handshake description), always as a one-line UserError."""
     d, _ = built
     good = json.loads((d / "manifest.json").read_text())
     prog = small_chip()
@@ -63,7 +63,7 @@ def test_every_damaged_field_is_refused(built):
             refused += 1
         else:
             accepted.append((path, kind))
-    assert refused > 3000 and accepted == [(("handshake",), "string")], (refused, accepted)
+    assert refused > 3000 and accepted == [], (refused, accepted)   # sealed: even the free-text handshake
 
 
 @pytest.mark.parametrize("edit, says", [
@@ -78,6 +78,9 @@ def test_every_damaged_field_is_refused(built):
     (lambda m: m["input"].update(width=m["input"]["width"] + 1), "is not lanes x channels x bits"),
     (lambda m: m["sha256"].pop("hf_top.v"), "sha256 lacks hf_top.v"),
     (lambda m: m.update(expected_cycles_per_image=float("nan")), "expected_cycles_per_image"),
+    (lambda m: m["modules"][0].update(adder_depth=m["modules"][0]["adder_depth"] + 1), "edited after hashiflex wrote it"),
+    (lambda m: m.update(handshake="anything"), "edited after hashiflex wrote it"),
+    (lambda m: m.pop("seal"), "no seal"),
 ])
 def test_damage_is_named(built, edit, says):
     d, _ = built
