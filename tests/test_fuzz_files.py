@@ -178,6 +178,8 @@ def test_fuzz_idx_files(tmp_path_factory, data):
                             _idx(dims, body)[4:])
     parts[which] = [dims, body]
     d = tmp_path_factory.mktemp("idx")
+    for name, blob in zip(FILES["train"], (_idx((n, 28, 28), imgs.tobytes()), _idx((n,), lbls.tobytes()))):
+        (d / name).write_bytes(gzip.compress(blob))     # a valid train split: the folder is found
     img_f, lbl_f = FILES["test"]
     for key, name in (("img", img_f), ("lbl", lbl_f)):
         blob = gzip.compress(_idx(*parts[key]))
@@ -190,6 +192,7 @@ def test_fuzz_idx_files(tmp_path_factory, data):
             blob = bytes(cut)
         (d / name).write_bytes(blob)
     ok, got = _refused_in_one_line(lambda: load_fashion_mnist("test", str(d)))
+    assert ok or "not found" not in got, got     # the mutated file itself was read
     if ok:
         x, y = got
         assert x.shape == (n, 1, 28, 28) and np.array_equal(x[:, 0], imgs) and np.array_equal(y, lbls), how
