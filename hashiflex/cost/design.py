@@ -30,7 +30,7 @@ def load_build(build) -> tuple[Program, Manifest | None, AdderGraphs | None]:
     if not d.is_dir():
         raise UserError(f"build folder {d} does not exist: run 'hashiflex compile --out {d}' first")
     prog = serialize.load(d)
-    found = find_manifest(d / "rtl") if (d / "rtl").is_dir() else None
+    found = find_manifest(d) if (d / "rtl").is_dir() else None
     if found is not None:   # its counts are what was emitted: the graphs are not needed
         check_program(found[1], prog, found[0] / "manifest.json")
         return prog, found[1], None
