@@ -106,13 +106,21 @@ def _finished(out: Path, name: str, config: dict) -> dict | None:
 
 
 def _record(out: Path, keep: Path | None, name: str, config: dict, rec: dict) -> None:
-    """Keep a finished point: its checkpoint (with --keep-checkpoints) and OUT/points/<name>.json."""
+    """Keep a finished point: its checkpoint (with --keep-checkpoints) and OUT/points/<name>.json,
+    each written atomically (a full disk is one line; the points already kept stay valid)."""
     blob = rec.pop("checkpoint", None)
-    if keep is not None and blob is not None:
-        checkpoint.atomic_write(keep / f"{name}.pt", lambda tmp: Path(tmp).write_bytes(blob))
-    (out / POINTS).mkdir(exist_ok=True)
-    text = json.dumps(dict(rec, config=config), sort_keys=True)
-    checkpoint.atomic_write(out / POINTS / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+    points = out / POINTS
+    made = not points.exists()
+    try:
+        if keep is not None and blob is not None:
+            checkpoint.atomic_write(keep / f"{name}.pt", lambda tmp: Path(tmp).write_bytes(blob))
+        points.mkdir(exist_ok=True)
+        text = json.dumps(dict(rec, config=config), sort_keys=True)
+        checkpoint.atomic_write(points / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+    except OSError as e:
+        if made and points.is_dir() and not any(points.iterdir()):
+            points.rmdir()     # nothing half-made is left behind
+        raise UserError(f"cannot write the sweep results into {out}: {os_error_hint(e)}") from None
 
 
 def run(args):
