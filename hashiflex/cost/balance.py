@@ -123,7 +123,10 @@ class Balancer:
                 if f_out != nxt:
                     if self.generated and not self._generates(o.output, f_out, nxt):
                         return math.inf
-                    area += design.converter(self.prog, o.output, f_out, nxt).area_um2
+                    conv = design.converter(self.prog, o.output, f_out, nxt)
+                    if conv.cycles > self.budget:   # its port's beats alone miss the budget
+                        return math.inf
+                    area += conv.area_um2
         return area
 
     def _generates(self, t: str, f_out, nxt) -> bool:
@@ -131,7 +134,9 @@ class Balancer:
         return convertible(f_out[0], nxt[0]) and all(isinstance(o, Conv) for o in consumers)
 
     def cheapest(self, target_cycles: float) -> dict[str, tuple[int, int]] | None:
-        """Formats of the cheapest design whose every layer takes at most target_cycles."""
+        """Formats of the cheapest design whose every layer (and converter) takes at most
+        target_cycles."""
+        self.budget = target_cycles
         states = [{}]
         for gi, table in enumerate(self.tables):
             opts = [r for r in table if r[2] <= target_cycles]

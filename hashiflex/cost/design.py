@@ -89,6 +89,7 @@ def converter(prog: Program, t: str, f_in, f_want, name: str = "") -> model.Laye
     pix = c * stream_bits(prog.tensors[t])
     if f_in[1] == f_want[1] == 1 and convertible(f_in[0], f_want[0]):
         L = model.Layer(name or f"convert:{t}", "converter", f_want[0], 1)
+        L.cycles = h * -(-w // f_in[0])     # one source beat per cycle (the module's port)
         L.reg_bits = converter_register_bits(w, pix, f_in[0], f_want[0])
         L.area = {"registers": L.reg_bits * tech.A_REG_BIT, "control": tech.A_MODULE_CONTROL}
         L.energy_pj = h * w * pix * tech.E_FF_BIT    # every pixel written into the buffer once
@@ -200,7 +201,9 @@ def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: 
     cycles["input"] = -(-x.shape[1] // v0) * -(-x.shape[2] // g0)
     stages = {m.op.name: m.stages() for m in models if m.pipeline_levels}   # as the generator cuts them
     layers += model.skip_fifo_layers(fifo_list(prog, formats, manifest, stages))
-    layers += converter_layers(prog, formats)
+    converters = converter_layers(prog, formats)
+    layers += converters
+    cycles.update({L.name: L.cycles for L in converters if L.cycles})   # a port's beats can be the bottleneck
     nop = npu_op(prog)
     crit = model.critical(models)
     extra = {"rtl_parallelism": is_rtl(prog, formats), "rtl_generated": generates(prog, formats), "classifier": "po2" if nop is None else "int8-npu",

@@ -382,7 +382,10 @@ def conv_module(name: str, op: Conv, prog: Program, lanes: int = 1, solved: Laye
     _unused(net, unused)
     in_w = (p.src_lanes or g) * cw * p.v
     text = _header(name, [("in", in_w)], ow_bits, net.lines)
-    return Module(name, "conv", op.name, text, ["in"], [in_w], ow_bits, p.rows * p.wt, net.adders, net.adder_bits,
+    # a widening converter's port takes one (narrower) beat per cycle: it can outlast the walk
+    port_beats = p.h * -(-p.w // p.src_lanes) if p.src_lanes else 0
+    return Module(name, "conv", op.name, text, ["in"], [in_w], ow_bits, max(p.rows * p.wt, port_beats), net.adders,
+                  net.adder_bits,
                   net.reg_bits, {"kernel": [p.kh, p.kw], "stride": list(op.stride), "padding": list(op.padding),
                                  "groups": p.groups, "traversal": [p.rows, p.wt], "lanes_in": g, "lanes_out": p_out,
                                  **adder_info(net, naive, shared, p_out),

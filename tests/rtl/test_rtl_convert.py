@@ -169,3 +169,20 @@ def test_sized_output_fifo_is_what_keeps_the_figure(tmp_path, monkeypatch):
     got = verify_build(tmp_path / "plain", images, prog=prog)["cycles_per_image"]
     assert got > plain.expected_cycles_per_image == sized.expected_cycles_per_image
     assert depths._longest_idle(np.array([1, 0, 0, 1, 0, 0, 0], bool)) == 3
+
+
+def test_widening_port_sets_the_module_figure(tmp_path):
+    """A conv fed 1 lane through a widening converter to 6 can step faster than its port delivers:
+    its figure is the port's beats, and the cost model's converter carries the same cycles."""
+    from hashiflex.cost import design, model
+
+    b = ProgBuilder((1, 12, 12), seed=46)
+    x = b.conv("input", 3, k=3, stride=1)
+    b.conv(x, 4, k=1, pad=0)
+    prog = b.program()
+    names = [op.name for op in prog.ops]
+    formats = dict(zip(names, [(1, 1), (6, 1)]))
+    man = rtl_check(prog, tmp_path, n_images=4, formats=formats)["manifest"]
+    assert man.modules[1].lanes_src == 1 and man.modules[1].cycles_per_image == 12 * 12
+    res = design.evaluate(prog, model.models_for(prog, man), formats, 1.0, pipeline=False, manifest=man)
+    assert res["cycles_per_image"] == man.expected_cycles_per_image
