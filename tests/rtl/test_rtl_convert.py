@@ -95,7 +95,7 @@ def test_stem_takes_two_rows_per_beat(tmp_path, g):
 
 def test_rows_per_beat_only_where_generated(tmp_path):
     b, x = _stem()
-    y = b.conv(x, 4, k=3, stride=1)
+    b.conv(x, 4, k=3, stride=1)
     prog = b.program()
     names = [op.name for op in prog.ops]
     with pytest.raises(UserError, match="first conv only"):
