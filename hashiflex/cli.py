@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     old = _install_stop_handlers()
     try:
         from .commands import common
+        from .commands.parser import check_upper_bounds
+        check_upper_bounds(args)
         common.set_threads()
         mod = importlib.import_module(f".commands.{args.module}", __package__)
         result, summary = mod.run(args)

@@ -63,6 +63,27 @@ def _plan_for(args, prog, graphs):
     return generated_design(prog, args.clock_ghz, args.target_ips, args.area_mm2, graphs)
 
 
+MAX_ADDERS = 20_000_000     # about 3 GB of Verilog (155 bytes per shared adder, measured on a 2.2 M-adder build)
+VERILOG_BYTES_PER_ADDER = 155
+
+
+def _check_size(prog, graphs, parallelism: int, formats, plan) -> None:
+    """Refuse, before writing anything, RTL whose adders (the cost model's count, which equals the
+    generator's) would exceed MAX_ADDERS; say the estimate and what to do."""
+    if plan is not None:
+        adders, how = plan.predicted.adders, "the plan"
+    elif parallelism > 1:
+        from ..cost.design import as_generated
+        adders, how = as_generated(prog, None, parallelism=parallelism, graphs=graphs)["adders"], \
+            f"--parallelism {parallelism}"
+    else:
+        return
+    if adders > MAX_ADDERS:
+        gb = adders * VERILOG_BYTES_PER_ADDER / 1e9
+        raise UserError(f"{how} would generate about {adders / 1e6:.1f} M adders (about {gb:.1f} GB of Verilog), "
+                        f"over the limit of {MAX_ADDERS:,}: lower --parallelism, or balance with --target-ips")
+
+
 def run(args):
     from ..ir.build import ARCHS, compile_build, summarize
 
@@ -115,6 +136,7 @@ def run(args):
         if not args.no_rtl:
             from ..rtl import generate_rtl
 
+            _check_size(prog, graphs, parallelism, formats, plan)
             m = generate_rtl(prog, stage / "rtl", parallelism, share=graphs is not None,
                              npu=npu if planned else _npu_config(args, prog), graphs=graphs,
                              pipeline_levels=plan.pipeline_levels if plan is not None else
