@@ -69,6 +69,7 @@ class Balancer:
                  models: list[model.LayerModel] | None = None, generated: bool = False):
         self.prog = prog
         self.generated = generated   # only what the RTL generates: its converters, V > 1 only at a stem
+        self.budget = math.inf       # the cycle budget `cheapest` is solving for (converters must meet it too)
         self.models = models if models is not None else model.models_for(prog, manifest, graphs)
         self.by_name = {m.op.name: m for m in self.models}
         for m in self.models:   # one K for every conv, as the generator pipelines
@@ -123,10 +124,10 @@ class Balancer:
                 if f_out != nxt:
                     if self.generated and not self._generates(o.output, f_out, nxt):
                         return math.inf
-                    conv = design.converter(self.prog, o.output, f_out, nxt)
-                    if conv.cycles > self.budget:   # its port's beats alone miss the budget
+                    converter = design.converter(self.prog, o.output, f_out, nxt)
+                    if converter.cycles > self.budget:   # its port's beats alone miss the budget
                         return math.inf
-                    area += conv.area_um2
+                    area += converter.area_um2
         return area
 
     def _generates(self, t: str, f_out, nxt) -> bool:
