@@ -41,7 +41,6 @@ def connect(address: str | None):
     except ImportError:
         raise UserError("--ray needs Ray: pip install -e '.[ray]' (or drop --ray to run here)") from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")     # no C++ log lines on our stderr
     hint = "start one with 'ray start --head' (docs/cluster.md) or drop --ray"
     if address not in (None, "auto", "local"):
         why = _reachable(address)
