@@ -99,9 +99,12 @@ def _finished(out: Path, name: str, config: dict) -> dict | None:
         rec = json.loads(f.read_text())
     except (OSError, ValueError):
         return None
-    ok = isinstance(rec, dict) and rec.get("config") == config and all(
-        isinstance(rec.get(k), (int, float)) and not isinstance(rec.get(k), bool) and math.isfinite(rec[k])
-        and 0 <= rec[k] <= 1 for k in ("accuracy", "sparsity"))
+    def number(k: str, hi: float) -> bool:
+        v = rec.get(k)
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= hi
+
+    ok = isinstance(rec, dict) and rec.get("config") == config and number("accuracy", 1) and \
+        number("sparsity", 1) and number("seconds", 1e9)
     return rec if ok else None
 
 

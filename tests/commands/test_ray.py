@@ -166,3 +166,23 @@ def test_sweep_seed_options(tmp_path, capfd, argv, says):
     err = capfd.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and says in err, err
     assert not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize("rec, reused", [
+    ({"accuracy": 0.9, "sparsity": 0.2, "seconds": 3.0}, True),
+    ({"accuracy": 0.9, "sparsity": 0.2}, False),
+    ({"accuracy": 0.9, "sparsity": 0.2, "seconds": "3"}, False),
+    ({"accuracy": float("nan"), "sparsity": 0.2, "seconds": 3.0}, False),
+    ({"accuracy": 1.5, "sparsity": 0.2, "seconds": 3.0}, False),
+])
+def test_a_point_file_is_reused_only_when_whole(tmp_path, rec, reused):
+    """OUT/points/<point>.json is checked on read: a missing, retyped or out-of-range field means
+    the point is run again, never trusted (and never a traceback)."""
+    import json
+
+    from hashiflex.commands.sweep import _finished
+
+    (tmp_path / "points").mkdir()
+    (tmp_path / "points" / "p.json").write_text(json.dumps(dict(rec, config={"c": 1})))
+    assert (_finished(tmp_path, "p", {"c": 1}) is not None) == reused
+    assert _finished(tmp_path, "p", {"c": 2}) is None       # other settings: run again
