@@ -33,6 +33,11 @@ def cluster(tmp_path_factory):
     import ray
 
     port = _free_port()
+    # The cluster and this process agree on no token authentication: a `ray.init()` elsewhere on this
+    # machine (e.g. `hashiflex sweep --ray local`) leaves ~/.ray/auth_token, which a new head would
+    # otherwise require and this driver would not present.
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     ray_bin = str(Path(sys.executable).with_name("ray"))
     temp = tmp_path_factory.mktemp("ray")
@@ -45,6 +50,10 @@ def cluster(tmp_path_factory):
         if ray.is_initialized():
             ray.shutdown()
         subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
 
 
 def _sweep(out: Path, capfd, *extra) -> bytes:
