@@ -92,7 +92,7 @@ def _with_seed_stats(rows: list[dict]) -> list[dict]:
             for r in rows for a in [groups[(r["exp_bits"], r["prune"])]]]
 
 
-def _finished(out: Path, name: str, config: dict) -> dict | None:
+def finished_point(out: Path, name: str, config: dict) -> dict | None:
     """A point a previous run with the same --out and settings finished, or None."""
     f = out / POINTS / f"{name}.json"
     try:
@@ -156,7 +156,7 @@ def run(args):
     names = [point_name(*g) for g in grid]
 
     t0 = time.time()
-    recs: list[dict | None] = [_finished(out, n, c) for n, c in zip(names, configs)]
+    recs: list[dict | None] = [finished_point(out, n, c) for n, c in zip(names, configs)]
     if keep is not None:   # a point kept without its checkpoint is run again
         recs = [r if r is None or (keep / f"{n}.pt").is_file() else None for n, r in zip(names, recs)]
     todo = [i for i, r in enumerate(recs) if r is None]

@@ -189,9 +189,9 @@ def test_a_point_file_is_reused_only_when_whole(tmp_path, rec, reused):
     the point is run again, never trusted (and never a traceback)."""
     import json
 
-    from hashiflex.commands.sweep import _finished
+    from hashiflex.commands.sweep import finished_point
 
     (tmp_path / "points").mkdir()
     (tmp_path / "points" / "p.json").write_text(json.dumps(dict(rec, config={"c": 1})))
-    assert (_finished(tmp_path, "p", {"c": 1}) is not None) == reused
-    assert _finished(tmp_path, "p", {"c": 2}) is None       # other settings: run again
+    assert (finished_point(tmp_path, "p", {"c": 1}) is not None) == reused
+    assert finished_point(tmp_path, "p", {"c": 2}) is None       # other settings: run again
