@@ -38,6 +38,20 @@ def check_convertible(name: str, w: int, src: int, dst: int) -> None:
                         "converters are generated when one divides the other (plan lanes that do)")
 
 
+def _last_index(net: Net, beats: int, last: int, k: int, jw: int) -> str:
+    """The index of the last of k sub-beats in the current beat: k - 1, or `last` - 1 in a row's last
+    beat (counted by `cv_b`, declared here when a row has more than one beat)."""
+    if beats == 1:
+        return lit(last - 1, jw)
+    net.reg("cv_b", _bits(beats))
+    return f"((cv_b == {lit(beats - 1, _bits(beats))}) ? {lit(last - 1, jw)} : {lit(k - 1, jw)})"
+
+
+def _joined(head: str, width: int, n: int) -> str:
+    """{head, cv_acc slice n - 1, ..., slice 0}: the collected beats below the newest one."""
+    return "{" + head + "".join(f", cv_acc[{i * width + width - 1}:{i * width}]" for i in reversed(range(n))) + "}"
+
+
 def emit_converter(net: Net, w: int, cw: int, src: int, dst: int) -> None:
     """The converter from the module port (in_valid, in_ready, in_data: src pixels of cw bits)
     to the core's cin_valid / cin_data (dst pixels); the core assigns cin_ready."""
@@ -52,12 +66,7 @@ def emit_converter(net: Net, w: int, cw: int, src: int, dst: int) -> None:
         net.reg("cv_full")
         jw = _bits(k)
         net.reg("cv_j", jw)
-        if nbs > 1:
-            net.reg("cv_b", _bits(nbs))
-            n_here = f"((cv_b == {lit(nbs - 1, _bits(nbs))}) ? {lit(last_n - 1, jw)} : {lit(k - 1, jw)})"
-        else:
-            n_here = lit(last_n - 1, jw)
-        L += [f"wire cv_last = cv_j == {n_here};",
+        L += [f"wire cv_last = cv_j == {_last_index(net, nbs, last_n, k, jw)};",
               "wire cv_take = cv_full & cin_ready;",
               "assign in_ready = ~cv_full | (cv_take & cv_last);",
               "wire cv_load = in_valid & in_ready;",
@@ -90,21 +99,13 @@ def emit_converter(net: Net, w: int, cw: int, src: int, dst: int) -> None:
     jw = _bits(k)
     net.reg("cv_acc", (k - 1) * sw_)
     net.reg("cv_j", jw)
-    if nbd > 1:
-        net.reg("cv_b", _bits(nbd))
-        m_here = f"((cv_b == {lit(nbd - 1, _bits(nbd))}) ? {lit(last_m - 1, jw)} : {lit(k - 1, jw)})"
-    else:
-        m_here = lit(last_m - 1, jw)
-    full = "{in_data" + "".join(f", cv_acc[{i * sw_ + sw_ - 1}:{i * sw_}]" for i in reversed(range(k - 1))) + "}"
-    if nbd > 1 and last_m < k:
-        short = "{" + (f"{lit(0, (k - last_m) * sw_)}, " if last_m < k else "") + "in_data" + \
-            "".join(f", cv_acc[{i * sw_ + sw_ - 1}:{i * sw_}]" for i in reversed(range(last_m - 1))) + "}"
-        data = f"(cv_b == {lit(nbd - 1, _bits(nbd))}) ? {short} : {full}"
-    elif last_m < k:   # one module beat per row, completed early
-        data = "{" + f"{lit(0, (k - last_m) * sw_)}, in_data" + \
-            "".join(f", cv_acc[{i * sw_ + sw_ - 1}:{i * sw_}]" for i in reversed(range(last_m - 1))) + "}"
-    else:
+    m_here = _last_index(net, nbd, last_m, k, jw)
+    full = _joined("in_data", sw_, k - 1)
+    if last_m == k:
         data = full
+    else:   # a row's last module beat is completed early, the slices after it zero
+        short = _joined(f"{lit(0, (k - last_m) * sw_)}, in_data", sw_, last_m - 1)
+        data = f"(cv_b == {lit(nbd - 1, _bits(nbd))}) ? {short} : {full}" if nbd > 1 else short
     L += [f"wire cv_end = cv_j == {m_here};",
           "assign cin_valid = in_valid & cv_end;",
           f"assign cin_data = {data};",
