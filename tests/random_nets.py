@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hashiflex.quant.convert import calibrate
+from hashiflex.quant.qnet import calibrate
 from hashiflex.quant.modules import QAdd, QAvgPool, QConvBN, QInput, QLinearNPU, QLinearPo2
 from hashiflex.quant.prune import apply_masks
 

@@ -6,7 +6,8 @@ import torch
 
 from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 from ..quant.config import QuantConfig
-from ..quant.convert import QMobileNetV2, calibrate
+from ..quant.convert import QMobileNetV2
+from ..quant.qnet import QNetBase, calibrate
 from ..quant.prune import apply_masks
 from ..train.loop import to_model_input
 from .intervals import analyze
@@ -23,8 +24,8 @@ def input_shape(cfg: MobileNetV2Config) -> tuple[int, int, int]:
     return (cfg.in_channels, cfg.input_size, cfg.input_size)
 
 
-def program_from_qmodel(q: QMobileNetV2, meta: dict | None = None) -> Program:
-    return analyze(lower(q, input_shape(q.cfg), meta))
+def program_from_qmodel(q: QNetBase, meta: dict | None = None) -> Program:
+    return analyze(lower(q, q.input_shape(), meta))
 
 
 def program_from_checkpoint(ckpt: str | None) -> Program:

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .spec import Add, AvgPool, Conv, Linear, Program, po2_weight_ints, rshift_round
+from .spec import Add, AvgPool, Conv, Linear, MaxPool, Program, po2_weight_ints, rshift_round
 
 INPUT_RANGE = (0, 255)
 
@@ -84,6 +84,10 @@ def analyze(prog: Program) -> Program:
             olo = _requant(alo, op.shift, op.clamp_lo, op.clamp_hi)
             ohi = _requant(ahi, op.shift, op.clamp_lo, op.clamp_hi)
             ops.append(replace(op, acc_lo=alo, acc_hi=ahi))
+        elif isinstance(op, MaxPool):   # every window holds an image pixel: the input's range
+            x = tensors[op.input]
+            olo, ohi = x.lo, x.hi
+            ops.append(replace(op, acc_lo=olo, acc_hi=ohi))
         elif isinstance(op, AvgPool):
             x = tensors[op.input]
             n = x.shape[1] * x.shape[2]

@@ -12,9 +12,9 @@ from torch import fx
 
 from ..errors import UserError
 from ..quant.graph import is_pass_through, link_fracs, trace
-from ..quant.modules import QAdd, QAvgPool, QConvBN, QInput, QLinearNPU, QLinearPo2
+from ..quant.modules import QAdd, QAvgPool, QAvgPoolWindow, QConvBN, QInput, QLinearNPU, QLinearPo2, QMaxPool
 from ..quant.po2 import act_range
-from .spec import Add, AvgPool, Conv, Linear, Program, Tensor
+from .spec import Add, AvgPool, Conv, Linear, MaxPool, Program, Tensor
 
 
 def _codes(sign: torch.Tensor, exp: torch.Tensor, name: str) -> np.ndarray:
@@ -29,6 +29,31 @@ def _codes(sign: torch.Tensor, exp: torch.Tensor, name: str) -> np.ndarray:
 def _conv_out_hw(h: int, w: int, conv) -> tuple[int, int]:
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
     return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)
+
+
+def _maxpool(name: str, x: Tensor, pool) -> tuple[Tensor, MaxPool]:
+    (kh, kw), (sh, sw), (ph, pw) = _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding)
+    c, h, w = x.shape
+    t = Tensor(name, (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1), x.signed, x.bits, x.frac)
+    return t, MaxPool(name, x.name, name, (kh, kw), (sh, sw), (ph, pw))
+
+
+def _window_pool(name: str, x: Tensor, m) -> tuple[Tensor, Conv, np.ndarray]:
+    """An average over a window of N = 2^s pixels is a depthwise conv whose weights are all 1
+    (Po2 code 1 at e_min = -s), requantized by a round-half-up shift of s: exactly the QAT
+    module's floor(sum / N + 1/2) on the input's grid."""
+    pool = m.pool
+    (kh, kw), (sh, sw), (ph, pw) = _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding)
+    c, h, w = x.shape
+    s = (kh * kw).bit_length() - 1
+    lo, hi = act_range(m.act_bits, m.signed_out)
+    t = Tensor(name, (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1), m.signed_out, m.act_bits, x.frac)
+    op = Conv(name, x.name, name, f"{name}.weight", f"{name}.bias", (sh, sw), (ph, pw), c, -s, s, lo, hi)
+    return t, op, np.ones((c, 1, kh, kw), np.int8)
 
 
 def lower(model: torch.nn.Module, input_shape: tuple[int, int, int], meta: dict | None = None) -> Program:
@@ -82,15 +107,24 @@ def lower(model: torch.nn.Module, input_shape: tuple[int, int, int], meta: dict 
                 raise UserError(f"{name}: residual operands have shapes {a.shape} and {b.shape}")
             fc = max(a.frac, b.frac)
             lo, hi = m.out_range()
-            t = Tensor(name, a.shape, True, m.act_bits, int(m.out_frac))
+            t = Tensor(name, a.shape, lo < 0, m.act_bits, int(m.out_frac))
             ops.append(Add(name, a.name, b.name, name, fc - a.frac, fc - b.frac, fc - int(m.out_frac), lo, hi))
         elif isinstance(m, QAvgPool):
             x = tensors[name_of[node.args[0]]]
             c, h, w = x.shape
             mult, k = QAvgPool.constants(h * w)
-            lo, hi = act_range(m.act_bits, False)
-            t = Tensor(name, (c,), False, m.act_bits, x.frac)
+            lo, hi = act_range(m.act_bits, m.signed_out)
+            t = Tensor(name, (c,), m.signed_out, m.act_bits, x.frac)
             ops.append(AvgPool(name, x.name, name, mult, k, lo, hi))
+        elif isinstance(m, QMaxPool):
+            x = tensors[name_of[node.args[0]]]
+            t, op = _maxpool(name, x, m.pool)
+            ops.append(op)
+        elif isinstance(m, QAvgPoolWindow):
+            x = tensors[name_of[node.args[0]]]
+            t, op, w = _window_pool(name, x, m)
+            arrays[f"{name}.weight"], arrays[f"{name}.bias"] = w, np.zeros(x.shape[0], np.int64)
+            ops.append(op)
         elif isinstance(m, (QLinearNPU, QLinearPo2)):
             x = tensors[name_of[node.args[0]]]
             if len(x.shape) != 1:

@@ -78,6 +78,21 @@ class AvgPool:
 
 
 @dataclass(frozen=True)
+class MaxPool:
+    """y[c, oy, ox] = max of x[c, oy*sh + ky - ph, ox*sw + kx - pw] over the kernel positions inside
+    the image (padding is never the maximum). No rounding: y is on x's grid, in x's range."""
+    name: str
+    input: str
+    output: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    acc_lo: int | None = None     # the input's interval (nothing is accumulated)
+    acc_hi: int | None = None
+    kind: str = field(default="maxpool", init=False)
+
+
+@dataclass(frozen=True)
 class Linear:
     """acc = x @ W^T + bias; y = acc * scale_mult[o] (int8 NPU) or y = acc (Po2, hardened).
 
@@ -95,8 +110,8 @@ class Linear:
     kind: str = field(default="linear", init=False)
 
 
-Op = Union[Conv, Add, AvgPool, Linear]
-OP_TYPES = {"conv": Conv, "add": Add, "avgpool": AvgPool, "linear": Linear}
+Op = Union[Conv, Add, AvgPool, MaxPool, Linear]
+OP_TYPES = {"conv": Conv, "add": Add, "avgpool": AvgPool, "maxpool": MaxPool, "linear": Linear}
 
 
 @dataclass(frozen=True)
@@ -212,6 +227,19 @@ def _check_op(prog: "Program", op) -> None:
         ow = (x[2] + 2 * op.padding[1] - kw) // op.stride[1] + 1
         if tuple(out) != (o, oh, ow):
             raise ValueError(f"op {op.name}: output shape {list(out)} is not [{o}, {oh}, {ow}]")
+    elif isinstance(op, MaxPool):
+        x = prog.tensors[op.input].shape
+        for name, v in (("kernel", op.kernel), ("stride", op.stride), ("padding", op.padding)):
+            if not isinstance(v, tuple) or len(v) != 2:
+                raise ValueError(f"op {op.name}: {name} must be a pair of integers (got {v!r})")
+            for d in v:
+                _int(d, f"op {op.name}: {name}", 0 if name == "padding" else 1, 1 << 16)
+        if len(x) != 3 or any(2 * p > k for p, k in zip(op.padding, op.kernel)):
+            raise ValueError(f"op {op.name}: a max pool needs a [C, H, W] input and padding at most half its kernel")
+        oh = (x[1] + 2 * op.padding[0] - op.kernel[0]) // op.stride[0] + 1
+        ow = (x[2] + 2 * op.padding[1] - op.kernel[1]) // op.stride[1] + 1
+        if oh < 1 or ow < 1 or tuple(out) != (x[0], oh, ow):
+            raise ValueError(f"op {op.name}: output shape {list(out)} is not [{x[0]}, {oh}, {ow}]")
     elif isinstance(op, Add):
         a, b = prog.tensors[op.a].shape, prog.tensors[op.b].shape
         if not (a == b == out):

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import nn
 
 from ..checkpoint import state_dict_problem
 from ..errors import UserError
-from ..models.mobilenetv2 import ConvBNAct, InvertedResidual, MobileNetV2, MobileNetV2Config
+from ..models.mobilenetv2 import ConvBNAct, InvertedResidual, MobileNetV2
 from .config import QuantConfig
+from .generic import QGraphNet
 from .modules import QAdd, QAvgPool, QConvBN, QInput, QLinearNPU, QLinearPo2
+from .qnet import QNetBase
 
 
 def _qconv(seq: nn.Sequential, qc: QuantConfig) -> QConvBN:
@@ -39,7 +40,7 @@ class QInvertedResidual(nn.Module):
         return self.conv(x)
 
 
-class QMobileNetV2(nn.Module):
+class QMobileNetV2(QNetBase):
     def __init__(self, fp32: MobileNetV2, qc: QuantConfig):
         super().__init__()
         fp32 = copy.deepcopy(fp32)
@@ -61,50 +62,30 @@ class QMobileNetV2(nn.Module):
         x = self.pool(x)
         return self.classifier(x)
 
-    def hardened_convs(self) -> list[tuple[str, QConvBN]]:
-        return [(n, m) for n, m in self.named_modules() if isinstance(m, QConvBN)]
+    def model_config(self) -> dict:
+        return self.cfg.to_dict()
 
-    def freeze_bn(self) -> "QMobileNetV2":
-        """BN running statistics stay fixed during QAT (they are folded into the Po2 weights)."""
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
-        return self
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        return self.freeze_bn()
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.cfg.in_channels, self.cfg.input_size, self.cfg.input_size)
 
 
 def build_qmodel(model_config: dict, qc: QuantConfig, fp32_state: dict | None = None,
-                 q_state: dict | None = None) -> QMobileNetV2:
-    """Construct a QMobileNetV2; load an FP32 state_dict into its base or a quantized state_dict."""
+                 q_state: dict | None = None) -> QNetBase:
+    """Construct the quantized form of the architecture a checkpoint declares (MobileNetV2 or any
+    GraphSpec); load an FP32 state_dict into its base or a quantized state_dict."""
+    from ..models.registry import fp32_from_config, is_graph
+
+    what = "graph" if is_graph(model_config) else "MobileNetV2 architecture"
     try:
-        cfg = MobileNetV2Config.from_dict(model_config)
-        fp32 = MobileNetV2(cfg)
+        fp32 = fp32_from_config(model_config)
         if fp32_state is not None:
             fp32.load_state_dict(fp32_state)
-        q = QMobileNetV2(fp32, qc)
+        if is_graph(model_config):
+            q = QGraphNet(fp32, qc)
+        else:
+            q = QMobileNetV2(fp32, qc)
         if q_state is not None:
             q.load_state_dict(q_state)
     except (RuntimeError, ValueError, TypeError) as e:
-        raise UserError(f"checkpoint does not match the MobileNetV2 architecture it declares "
-                        f"({state_dict_problem(e)})") from None
+        raise UserError(f"checkpoint does not match the {what} it declares ({state_dict_problem(e)})") from None
     return q
-
-
-@torch.no_grad()
-def calibrate(q: QMobileNetV2, batches) -> None:
-    """Record activation ranges on float outputs, then fix every tensor's fraction bits."""
-    from .graph import link_fracs
-
-    mods = [m for m in q.modules() if hasattr(m, "calibrating")]
-    q.train()
-    for m in mods:
-        m.absmax.zero_()
-        m.calibrating = True
-    for xb in batches:
-        q(xb)
-    for m in mods:
-        m.finish_calibration()
-    link_fracs(q)

@@ -11,7 +11,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import UserError
-from .modules import QAdd, QAvgPool, QLinearNPU, QLinearPo2, QModule
+from .modules import QAdd, QAvgPool, QAvgPoolWindow, QLinearNPU, QLinearPo2, QMaxPool, QModule
 
 LEAVES = (QModule, QLinearNPU, QLinearPo2, nn.Dropout)
 PASS_THROUGH_FUNCS = {torch.flatten}
@@ -58,12 +58,12 @@ def link_fracs(model: nn.Module) -> None:
                             f"in the quantized model")
         m = gm.get_submodule(node.target)
         if not isinstance(m, LEAVES):
-            raise UserError(f"unsupported layer {node.target} ({type(m).__name__}): hashiflex lowers conv+BN(+ReLU6), "
-                            f"residual add, global average pool and linear")
+            raise UserError(f"unsupported layer {node.target} ({type(m).__name__}): hashiflex lowers conv+BN(+ReLU/ReLU6), "
+                            f"residual add(+ReLU), max and average pools and linear")
         if node.args and isinstance(node.args[0], fx.Node) and node.args[0].op != "placeholder":
             m.in_frac.fill_(frac[node.args[0]])
         if isinstance(m, QAdd):
             m.in_frac_b.fill_(frac[node.args[1]])
-        if isinstance(m, QAvgPool):
+        if isinstance(m, (QAvgPool, QAvgPoolWindow, QMaxPool)):   # pools keep their input's grid
             m.out_frac.fill_(int(m.in_frac))
         frac[node] = int(m.out_frac) if hasattr(m, "out_frac") else None

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .po2 import (act_range, best_e_max, best_e_max_per_channel, fake_quant, int8_channel_scales, po2_exponents,
-                  po2_levels, po2_quantize, relu6_frac_bits, round_half_up, signed_frac_bits)
+                  po2_levels, po2_quantize, relu6_frac_bits, round_half_up, signed_frac_bits, unsigned_frac_bits)
 
 
 def _int_buf(v: int = 0) -> torch.Tensor:
@@ -28,11 +28,12 @@ def _int_buf(v: int = 0) -> torch.Tensor:
 class QModule(nn.Module):
     """Common state: activation bits, fraction bits and the calibration observer."""
 
-    def __init__(self, act_bits: int, signed_out: bool, relu6: bool):
+    def __init__(self, act_bits: int, signed_out: bool, relu6: bool, relu: bool = False):
         super().__init__()
         self.act_bits = act_bits
         self.signed_out = signed_out
         self.relu6 = relu6
+        self.relu = relu          # unsigned with a calibrated scale (ReLU6 has a fixed one)
         self.calibrating = False
         self.register_buffer("in_frac", _int_buf(0))
         self.register_buffer("out_frac", _int_buf(relu6_frac_bits(act_bits) if relu6 else 0))
@@ -44,12 +45,18 @@ class QModule(nn.Module):
     def finish_calibration(self) -> None:
         if self.signed_out:
             self.out_frac.fill_(signed_frac_bits(float(self.absmax), self.act_bits))
+        elif self.relu:
+            self.out_frac.fill_(unsigned_frac_bits(float(self.absmax), self.act_bits))
         self.calibrating = False
 
     def _output(self, y: torch.Tensor) -> torch.Tensor:
         if self.calibrating:
+            if self.relu6:
+                y = torch.clamp(y, 0.0, 6.0)
+            elif self.relu:
+                y = torch.clamp_min(y, 0.0)
             self.absmax.fill_(max(float(self.absmax), float(y.detach().abs().max())))
-            return torch.clamp(y, 0.0, 6.0) if self.relu6 else y
+            return y
         lo, hi = self.out_range()
         return fake_quant(y, int(self.out_frac), lo, hi)
 
@@ -73,8 +80,8 @@ class QConvBN(QModule):
     """
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, relu6: bool, exp_bits: int, act_bits: int,
-                 weight_scale: str = "layer"):
-        super().__init__(act_bits, signed_out=not relu6, relu6=relu6)
+                 weight_scale: str = "layer", relu: bool = False):
+        super().__init__(act_bits, signed_out=not (relu6 or relu), relu6=relu6, relu=relu)
         self.conv = conv
         self.bn = bn
         self.exp_bits = exp_bits
@@ -144,10 +151,11 @@ class QConvBN(QModule):
 
 
 class QAdd(QModule):
-    """Residual add: both operands are exact on the finer grid; the sum is requantized."""
+    """Residual add (a ReLU after it with `relu`): both operands are exact on the finer grid; the
+    sum is requantized."""
 
-    def __init__(self, act_bits: int):
-        super().__init__(act_bits, signed_out=True, relu6=False)
+    def __init__(self, act_bits: int, relu: bool = False):
+        super().__init__(act_bits, signed_out=not relu, relu6=False, relu=relu)
         self.register_buffer("in_frac_b", _int_buf(0))
 
     def forward(self, a, b):
@@ -156,10 +164,11 @@ class QAdd(QModule):
 
 class QAvgPool(QModule):
     """Global average pool: sum, then multiply by round(2^k/N) and round-shift by k (k = log2 N and
-    multiplier 1 when N is a power of two). Output keeps the input's fraction bits."""
+    multiplier 1 when N is a power of two). Output keeps the input's fraction bits and its sign
+    (`signed`: the input can be negative)."""
 
-    def __init__(self, act_bits: int):
-        super().__init__(act_bits, signed_out=False, relu6=False)
+    def __init__(self, act_bits: int, signed: bool = False):
+        super().__init__(act_bits, signed_out=signed, relu6=False)
 
     @staticmethod
     def constants(n: int) -> tuple[int, int]:
@@ -173,9 +182,45 @@ class QAvgPool(QModule):
         mult, k = self.constants(n)
         f = int(self.in_frac)
         s = x.sum(dim=(2, 3)) * 2.0 ** f
-        lo, hi = act_range(self.act_bits, False)
+        lo, hi = act_range(self.act_bits, self.signed_out)
         y = torch.clamp(s * (mult / 2.0 ** k), lo, hi)
         return round_half_up(y) / 2.0 ** f
+
+
+class QMaxPool(QModule):
+    """Max pooling: the maximum of values already on the input's grid, so exact with no rounding.
+    Output keeps the input's fraction bits and sign; padding never wins (PyTorch's -inf)."""
+
+    def __init__(self, pool: nn.MaxPool2d, act_bits: int, signed: bool):
+        super().__init__(act_bits, signed_out=signed, relu6=False)
+        self.pool = pool
+
+    def finish_calibration(self) -> None:   # the input's scale, set by link_fracs
+        self.calibrating = False
+
+    def forward(self, x):
+        return self.pool(x)
+
+
+class QAvgPoolWindow(QModule):
+    """Average pooling over a k x k window of N = power-of-two pixels (zero padding counted, as
+    PyTorch's default): sum, then round-shift by log2 N, on the input's grid. In the IR it is a
+    depthwise conv whose weights are all 1 (Po2 code 1), so every later stage handles it."""
+
+    def __init__(self, pool: nn.AvgPool2d, act_bits: int, signed: bool):
+        super().__init__(act_bits, signed_out=signed, relu6=False)
+        self.pool = pool
+
+    def finish_calibration(self) -> None:
+        self.calibrating = False
+
+    def forward(self, x):
+        if self.calibrating:   # the input's scale is not linked yet: pass the float average on
+            return self.pool(x)
+        f = int(self.in_frac)
+        y = self.pool(x) * 2.0 ** f
+        lo, hi = act_range(self.act_bits, self.signed_out)
+        return round_half_up(torch.clamp(y, lo, hi)) / 2.0 ** f
 
 
 class QLinearNPU(nn.Module):

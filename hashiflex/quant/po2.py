@@ -44,6 +44,13 @@ def signed_frac_bits(absmax: float, bits: int) -> int:
     return math.floor(math.log2((2 ** (bits - 1) - 1) / absmax))
 
 
+def unsigned_frac_bits(absmax: float, bits: int) -> int:
+    """Largest fraction bits f with absmax * 2^f <= 2^bits - 1 (a ReLU output's calibrated scale)."""
+    if absmax <= 0 or not math.isfinite(absmax):
+        return bits
+    return math.floor(math.log2((2 ** bits - 1) / absmax))
+
+
 def po2_levels(exp_bits: int) -> int:
     """Nonzero magnitudes a sign + exp_bits exponent field encodes (code 0 means zero)."""
     return 2 ** exp_bits - 1

@@ -10,10 +10,11 @@ import torch
 
 from .. import checkpoint
 from ..errors import UserError
-from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
+from ..models.registry import fp32_from_config
 from ..train.loop import TrainSettings, accuracy, predict, to_model_input, train
 from .config import QuantConfig
-from .convert import QMobileNetV2, build_qmodel, calibrate
+from .convert import build_qmodel
+from .qnet import QNetBase, calibrate
 from .prune import apply_masks, cubic_sparsity, sparsity_of
 
 
@@ -28,7 +29,7 @@ class QATSettings:
 
 @dataclass
 class QATResult:
-    model: QMobileNetV2
+    model: QNetBase
     settings: QATSettings
     accuracy: float
     sparsity: float
@@ -40,11 +41,11 @@ class QATResult:
                 "source": self.source, "train_settings": asdict(self.settings.train),
                 "calib_batches": self.settings.calib_batches}
         meta.update(extra_meta or {})
-        checkpoint.save(path, "po2", self.model.cfg.to_dict(), self.model.state_dict(),
+        checkpoint.save(path, "po2", self.model.model_config(), self.model.state_dict(),
                         quant_config=self.settings.quant.to_dict(), meta=meta)
 
 
-def load_qmodel(name_or_path: str | None) -> tuple[QMobileNetV2, dict]:
+def load_qmodel(name_or_path: str | None) -> tuple[QNetBase, dict]:
     """Load a po2 checkpoint as a ready-to-run quantized model."""
     blob = checkpoint.load(name_or_path)
     if blob["kind"] != "po2":
@@ -57,7 +58,7 @@ def load_qmodel(name_or_path: str | None) -> tuple[QMobileNetV2, dict]:
 
 def quantize_from_fp32(source: str, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray | None,
                        yte: np.ndarray | None, s: QATSettings,
-                       evaluate: Callable[[QMobileNetV2, np.ndarray, np.ndarray], float] | None = None) -> QATResult:
+                       evaluate: Callable[[QNetBase, np.ndarray, np.ndarray], float] | None = None) -> QATResult:
     """QAT from an FP32 checkpoint. Test accuracy comes from `evaluate(model, x, y)` when given
     (the CLI passes the golden simulator, which is exact and faster), else from the quantized
     model run in float64."""
@@ -80,7 +81,7 @@ def quantize_from_fp32(source: str, xtr: np.ndarray, ytr: np.ndarray, xte: np.nd
     teacher = None
     if s.train.distill > 0 and s.train.epochs > 0:
         # A separate copy: the quantized model wraps (and trains) the FP32 modules it was built from.
-        teacher = MobileNetV2(MobileNetV2Config.from_dict(blob["model_config"]))
+        teacher = fp32_from_config(blob["model_config"])
         teacher.load_state_dict(blob["state_dict"])
         teacher.requires_grad_(False)
     if s.train.epochs > 0:

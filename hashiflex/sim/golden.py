@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..ir.intervals import weight_ints, analyze
-from ..ir.spec import Add, AvgPool, Conv, Linear, Program
+from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program
 from ..progress import bar
 
 EXACT_LIMIT = 2 ** 53
@@ -123,6 +123,8 @@ class GoldenSimulator:
                 acc = self._conv(op, vals[op.input])
             elif isinstance(op, Add):
                 acc = vals[op.a].to(torch.float64) * 2.0 ** op.align_a + vals[op.b] * 2.0 ** op.align_b
+            elif isinstance(op, MaxPool):   # padding is -inf: it never wins, as in the IR
+                acc = F.max_pool2d(vals[op.input].to(torch.float64), op.kernel, op.stride, op.padding)
             elif isinstance(op, AvgPool):
                 acc = vals[op.input].to(torch.float64).sum(dim=(2, 3))
             elif isinstance(op, Linear):
@@ -134,6 +136,8 @@ class GoldenSimulator:
                 vals[f"{op.name}.acc"] = acc.clone()
             if isinstance(op, Linear):
                 out = acc * m if m is not None else acc
+            elif isinstance(op, MaxPool):
+                out = acc
             else:
                 out = self._requant(op, acc.mul_(op.mult) if isinstance(op, AvgPool) else acc)
             vals[op.output] = out

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.intervals import weight_ints
-from ..ir.spec import Add, AvgPool, Conv, Linear, Program, rshift_round
+from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program, rshift_round
 
 
 def _requant(acc: np.ndarray, shift: int, lo: int, hi: int) -> np.ndarray:
@@ -30,6 +30,20 @@ def _conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray, op: Conv) -> np.ndarra
     return acc.reshape(n, o, oh, ow) + bias.reshape(1, o, 1, 1)
 
 
+def _maxpool(x: np.ndarray, op: MaxPool) -> np.ndarray:
+    """Max over each window's positions inside the image (padding never wins)."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for oy in range(oh):
+        for ox in range(ow):
+            y0, x0 = oy * sh - ph, ox * sw - pw
+            win = x[:, :, max(y0, 0):min(y0 + kh, h), max(x0, 0):min(x0 + kw, w)]
+            out[:, :, oy, ox] = win.max(axis=(2, 3))
+    return out
+
+
 def run_reference(prog: Program, images: np.ndarray) -> dict[str, np.ndarray]:
     """Run the program on uint8 images [N, C, H, W]; return every tensor's integer values."""
     vals = {prog.input: images.astype(np.int64)}
@@ -40,6 +54,8 @@ def run_reference(prog: Program, images: np.ndarray) -> dict[str, np.ndarray]:
         elif isinstance(op, Add):
             acc = (vals[op.a] << op.align_a) + (vals[op.b] << op.align_b)
             vals[op.output] = _requant(acc, op.shift, op.clamp_lo, op.clamp_hi)
+        elif isinstance(op, MaxPool):
+            vals[op.output] = _maxpool(vals[op.input], op)
         elif isinstance(op, AvgPool):
             acc = vals[op.input].sum(axis=(2, 3))
             vals[op.output] = _requant(acc * op.mult, op.shift, op.clamp_lo, op.clamp_hi)

@@ -14,7 +14,8 @@ from hashiflex.ir.lower import lower
 from hashiflex.ir.spec import Add, AvgPool, Conv, Linear, po2_weight_ints
 from hashiflex.models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 from hashiflex.quant.config import QuantConfig
-from hashiflex.quant.convert import QMobileNetV2, calibrate
+from hashiflex.quant.convert import QMobileNetV2
+from hashiflex.quant.qnet import calibrate
 from hashiflex.quant.modules import QConvBN, QInput
 from hashiflex.sim.golden import GoldenSimulator
 from hashiflex.sim.reference import run_reference

@@ -10,7 +10,8 @@ from hashiflex.errors import UserError
 from hashiflex.ir.build import program_from_qmodel
 from hashiflex.models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 from hashiflex.quant.config import QuantConfig
-from hashiflex.quant.convert import QMobileNetV2, build_qmodel, calibrate
+from hashiflex.quant.convert import QMobileNetV2, build_qmodel
+from hashiflex.quant.qnet import calibrate
 from hashiflex.quant.modules import QConvBN
 from hashiflex.quant.po2 import best_e_max, best_e_max_per_channel, po2_quantize
 from hashiflex.sim.golden import GoldenSimulator
