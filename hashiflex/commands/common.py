@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..data import load_fashion_mnist
 from ..checkpoint import state_dict_problem
 from ..errors import UserError, os_error_hint
-from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
+from ..models.registry import fp32_from_config, input_shape_of, is_graph, num_classes_of
 
 
 def set_threads() -> None:
@@ -144,27 +145,33 @@ def _first_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:240] or type(e).__name__
 
 
-def model_config(blob: dict) -> MobileNetV2Config:
-    """The checkpoint's declared architecture, checked to take 1-channel 10-class Fashion-MNIST."""
+FASHION_SHAPE = (1, 28, 28)
+
+
+def model_config(blob: dict) -> dict:
+    """The checkpoint's declared architecture (MobileNetV2 or a graph), checked to take
+    1-channel 28x28 10-class Fashion-MNIST."""
+    cfg = blob.get("model_config")
     try:
-        cfg = MobileNetV2Config.from_dict(blob.get("model_config"))
-        cfg.validate()
+        fp32_from_config(cfg)
+        shape, classes = input_shape_of(cfg), num_classes_of(cfg)
     except (ValueError, TypeError, AttributeError) as e:
         raise UserError(f"checkpoint {blob['path']} has a bad model_config ({_first_line(e)})") from None
-    if cfg.in_channels != 1 or cfg.num_classes != 10:
-        raise UserError(f"checkpoint {blob['path']} is for {cfg.in_channels}-channel images and "
-                        f"{cfg.num_classes} classes; Fashion-MNIST has 1 channel and 10 classes")
+    if shape != FASHION_SHAPE or classes != 10:
+        raise UserError(f"checkpoint {blob['path']} is for {'x'.join(map(str, shape))} images and {classes} classes; "
+                        f"Fashion-MNIST has 1x28x28 images and 10 classes")
     return cfg
 
 
-def fp32_model(blob: dict) -> MobileNetV2:
-    """Build the declared MobileNetV2 and load the weights strictly."""
+def fp32_model(blob: dict) -> nn.Module:
+    """Build the declared network and load the weights strictly."""
     cfg = model_config(blob)
-    model = MobileNetV2(cfg)
+    model = fp32_from_config(cfg)
+    what = "graph" if is_graph(cfg) else "MobileNetV2 architecture"
     try:
         model.load_state_dict(blob["state_dict"])
     except (RuntimeError, ValueError, TypeError) as e:
-        raise UserError(f"checkpoint {blob['path']} does not match the MobileNetV2 architecture it declares "
+        raise UserError(f"checkpoint {blob['path']} does not match the {what} it declares "
                         f"({state_dict_problem(e)}); re-create it with 'hashiflex train'") from None
     return model
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .parser_import import add_import
+
 FMT = argparse.RawDescriptionHelpFormatter
 
 
@@ -84,17 +86,22 @@ def _qat_options(p: argparse.ArgumentParser, epochs_default: float | None) -> No
 
 def _add_train(sub) -> None:
     p = sub.add_parser(
-        "train", formatter_class=FMT, help="train an FP32 MobileNetV2 on Fashion-MNIST",
-        description="Train an FP32 MobileNetV2 on Fashion-MNIST (SGD, one-cycle cosine schedule, shift/flip "
+        "train", formatter_class=FMT, help="train an FP32 MobileNetV2 (or your own CNN) on Fashion-MNIST",
+        description="Train an FP32 MobileNetV2, or your own CNN (--model, --init), on Fashion-MNIST (SGD, one-cycle cosine schedule, shift/flip "
                     "augmentation) and write an fp32 checkpoint with its settings and test accuracy.",
         epilog="example:\n  hashiflex train --out fp32.pt --epochs 8 --width 0.5\n"
                "  hashiflex train --out quick.pt --epochs 1 --limit 5000   # a quick try")
     p.add_argument("--out", required=True, metavar="PATH", help="checkpoint file to write (its folder must exist)")
     p.add_argument("--epochs", type=float, default=8.0, help="training epochs, fractions allowed (default 8)")
-    p.add_argument("--width", type=float, default=0.5, help="MobileNetV2 width multiplier, (0, 4] (default 0.5)")
-    p.add_argument("--first-stride", type=int, choices=[1, 2], default=1,
-                   help="stride of the first conv: 1 keeps 28x28 detail (default), 2 is torchvision's")
-    p.add_argument("--last-channel", type=int, default=1280, help="channels of the last 1x1 conv (default 1280)")
+    p.add_argument("--model", metavar="FILE.py:FACTORY",
+                   help="train your own float CNN: a factory (no arguments) returning an nn.Module, in a file or "
+                        "an importable module, e.g. hashiflex.models.zoo:resnet8 (README 'Bring your own model')")
+    p.add_argument("--init", metavar="PATH", help="start from an FP32 checkpoint's network and weights "
+                   "(e.g. one written by 'hashiflex import')")
+    p.add_argument("--width", type=float, help="MobileNetV2 width multiplier, (0, 4] (default 0.5)")
+    p.add_argument("--first-stride", type=int, choices=[1, 2],
+                   help="MobileNetV2's first conv stride: 1 keeps 28x28 detail (default), 2 is torchvision's")
+    p.add_argument("--last-channel", type=int, help="MobileNetV2's last 1x1 conv channels (default 1280)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -411,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_quantize(sub)
     _add_eval(sub)
+    add_import(sub)
     _add_sweep(sub)
     _add_compile(sub)
     _add_verify(sub)

@@ -187,3 +187,36 @@ def _check_same(model: nn.Module, spec: GraphSpec, state: dict, x: torch.Tensor)
     if a.shape != b.shape or not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
         raise UserError("the captured graph does not compute what the model does; the model uses an operation "
                         "fx cannot see (e.g. data-dependent Python control flow)")
+
+
+def load_factory(ref: str) -> nn.Module:
+    """Call `path/to/file.py:factory` or `package.module:factory` (no arguments) and return the
+    float model it builds; one UserError when the reference does not lead to an nn.Module."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    mod_ref, sep, attr = ref.rpartition(":")
+    if not sep or not mod_ref or not attr.isidentifier():
+        raise UserError(f"--model {ref!r}: write FILE.py:FACTORY or package.module:FACTORY")
+    try:
+        if mod_ref.endswith(".py") or Path(mod_ref).is_file():
+            if not Path(mod_ref).is_file():
+                raise UserError(f"--model: file {mod_ref} not found")
+            spec = importlib.util.spec_from_file_location(f"hashiflex_user_{Path(mod_ref).stem}", mod_ref)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(mod_ref)
+        factory = getattr(module, attr, None)
+        if not callable(factory):
+            raise UserError(f"--model: {mod_ref} has no callable {attr}")
+        model = factory()
+    except UserError:
+        raise
+    except Exception as e:  # the user's code can raise anything
+        raise UserError(f"--model {ref}: loading it failed ({type(e).__name__}: {' '.join(str(e).split())[:160]})") \
+            from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"--model {ref}: {attr}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model

@@ -1,0 +1,49 @@
+"""`hashiflex import`: a user's CNN (an ONNX file, or a Python factory) -> an fp32 checkpoint
+that records the architecture (hashiflex.models.graph), so later commands need no user code."""
+from __future__ import annotations
+
+import torch
+
+from .. import checkpoint
+from ..errors import UserError
+from ..models.capture import capture, load_factory
+from ..models.graph import GraphNet
+from ..train.loop import to_model_input
+from .common import output_file
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--input-shape {text!r}: write C,H,W, e.g. 1,28,28") from None
+    if not (1 <= c <= 64 and 1 <= h <= 4096 and 1 <= w <= 4096):
+        raise UserError(f"--input-shape {text}: C must be 1..64 and H, W 1..4096")
+    return c, h, w
+
+
+def run(args):
+    if (args.source is None) == (args.model is None):
+        raise UserError("give exactly one of MODEL.onnx or --model FILE.py:FACTORY")
+    out = output_file(args.out, inputs=[args.source] if args.source else [])
+    if args.source is not None:
+        from ..models.onnx_import import import_onnx
+        spec, state = import_onnx(args.source)
+        source = args.source
+    else:
+        torch.manual_seed(args.seed)   # the factory's initial weights
+        shape = _shape(args.input_shape)
+        example = to_model_input(torch.zeros((2, *shape), dtype=torch.uint8))
+        spec, state = capture(load_factory(args.model), example)
+        source = args.model
+    net = GraphNet(spec)
+    net.load_state_dict(state)
+    checkpoint.save(out, "fp32", {"graph": spec.to_dict()}, net.state_dict(),
+                    meta={"command": "hashiflex import", "source": source})
+    params = sum(p.numel() for p in net.parameters())
+    layers = sum(n.op in ("conv", "linear") for n in spec.nodes)
+    result = {"checkpoint": str(out), "kind": "fp32", "source": source, "input_shape": spec.input_shape,
+              "classes": spec.num_classes, "nodes": len(spec.nodes), "weight_layers": layers, "parameters": params}
+    summary = (f"wrote {out}: FP32 graph from {source} ({len(spec.nodes)} nodes, {layers} conv/linear layers, "
+               f"{params:,} parameters, input {'x'.join(map(str, spec.input_shape))}, {spec.num_classes} classes)")
+    return result, summary

@@ -1,0 +1,177 @@
+"""Bring your own model: torch.fx capture, quantize_model, the new ops (ReLU after add, two
+computed branches, max pools, windowed average pools, signed pools) and the refusals.
+
+The invariant over random networks: golden simulator == reference interpreter == the quantized
+torch model in float64, exact integers, on every image."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings, strategies as st
+from torch import nn
+
+from hashiflex import quantize_model
+from hashiflex.errors import UserError
+from hashiflex.ir.build import program_from_qmodel
+from hashiflex.ir.serialize import to_json
+from hashiflex.models.zoo import resnet8, vgg_small
+from hashiflex.quant.config import QuantConfig
+from hashiflex.sim.golden import GoldenSimulator
+from hashiflex.sim.reference import run_reference
+from hashiflex.train.loop import predict, to_model_input
+
+
+def _randomize_bn(model: nn.Module, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+    return model.eval()
+
+
+def _exact(q, x: np.ndarray):
+    prog = program_from_qmodel(q)
+    gold = GoldenSimulator(prog).logits(x)
+    ref = run_reference(prog, x)[prog.output]
+    torch_logits = predict(q, x, dtype=torch.float64) * 2.0 ** prog.tensors[prog.output].frac
+    assert torch.equal(torch_logits, torch.round(torch_logits))
+    np.testing.assert_array_equal(gold, ref)
+    np.testing.assert_array_equal(gold, torch_logits.to(torch.int64).numpy())
+    return prog, gold
+
+
+class RandomNet(nn.Module):
+    """A random CNN from the supported layers: each stage is a plain conv, a residual block (ReLU
+    after the add or not; identity or a 1x1 projection), a max pool or a 2x2 average pool."""
+
+    def __init__(self, stages: list[tuple[str, int]], width: int, classes: int = 5):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU6())
+        self.stages = stages
+        self.mods = nn.ModuleList()
+        c = width
+        for kind, arg in stages:
+            if kind == "conv":
+                self.mods.append(nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, groups=c if arg else 1), nn.BatchNorm2d(c)))
+            elif kind in ("res", "res_relu", "proj"):
+                cout = c * 2 if kind == "proj" else c
+                s = 2 if kind == "proj" and arg else 1
+                body = nn.Sequential(nn.Conv2d(c, cout, 3, s, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                                     nn.Conv2d(cout, cout, 1, bias=False), nn.BatchNorm2d(cout))
+                short = (nn.Sequential(nn.Conv2d(c, cout, 1, s, bias=False), nn.BatchNorm2d(cout))
+                         if kind == "proj" else nn.Identity())
+                self.mods.append(nn.ModuleList([body, short]))
+                c = cout
+            elif kind == "maxpool":
+                self.mods.append(nn.MaxPool2d(3, 2, 1) if arg else nn.MaxPool2d(2))
+            else:
+                self.mods.append(nn.AvgPool2d(2))
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for (kind, _), m in zip(self.stages, self.mods):
+            if kind in ("res", "res_relu", "proj"):
+                y = m[0](x) + m[1](x)
+                x = F.relu(y) if kind != "res" else y
+            else:
+                x = m(x)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+STAGE = st.sampled_from([("conv", 0), ("conv", 1), ("res", 0), ("res_relu", 0), ("proj", 0), ("proj", 1),
+                         ("maxpool", 0), ("maxpool", 1), ("avgpool", 0)])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stages=st.lists(STAGE, min_size=1, max_size=4), seed=st.integers(0, 1000),
+       classifier=st.sampled_from(["npu", "po2"]))
+def test_random_networks_exact(stages, seed, classifier):
+    """Any mix of the supported layers: golden == reference == torch on 6 images."""
+    size = 16
+    if sum(k in ("maxpool", "avgpool") or k == "proj" and a for k, a in stages) > 3:
+        stages = stages[:2]
+    torch.manual_seed(seed)
+    net = _randomize_bn(RandomNet(stages, 4), seed)
+    x = torch.randint(0, 256, (6, 1, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    q = quantize_model(net, to_model_input(x), QuantConfig(classifier=classifier))
+    _exact(q, x.numpy())
+
+
+def test_resnet_and_vgg_lower_to_the_new_ops():
+    x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    r = quantize_model(_randomize_bn(resnet8(4), 0), to_model_input(x))
+    prog, _ = _exact(r, x.numpy())
+    adds = [op for op in prog.ops if op.kind == "add"]
+    assert len(adds) == 3 and all(op.clamp_lo == 0 for op in adds)   # ReLU after every add
+    assert all(not prog.tensors[op.output].signed for op in adds)
+    v = quantize_model(_randomize_bn(vgg_small(4), 0), to_model_input(x))
+    prog, _ = _exact(v, x.numpy())
+    assert [op.kind for op in prog.ops].count("maxpool") == 2
+
+
+def test_pool_of_a_signed_sum_stays_signed():
+    """A global pool after an add without ReLU: negative averages survive (they used to be
+    clamped to 0)."""
+    torch.manual_seed(3)
+    net = _randomize_bn(RandomNet([("res", 0)], 4), 3)
+    with torch.no_grad():
+        net.mods[0][0][4].bias.fill_(-2.0)   # push the sum negative
+    x = torch.randint(0, 256, (8, 1, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    q = quantize_model(net, to_model_input(x))
+    prog = program_from_qmodel(q)
+    pool = next(op for op in prog.ops if op.kind == "avgpool")
+    assert prog.tensors[pool.output].signed and pool.clamp_lo < 0
+    vals = run_reference(prog, x.numpy())
+    assert (vals[pool.output] < 0).any()
+    _exact(q, x.numpy())
+
+
+def test_capture_is_deterministic():
+    x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    texts = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        texts.append(to_json(program_from_qmodel(quantize_model(_randomize_bn(resnet8(4), 0), to_model_input(x)))))
+    assert texts[0] == texts[1]
+
+
+class _Wrap(nn.Module):
+    def __init__(self, body, c_out=4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.body = body
+        self.fc = nn.Linear(c_out, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.body(self.conv(x)), 1), 1))
+
+
+class _Cat(nn.Module):
+    def forward(self, x):
+        return torch.cat([x, x], 1)
+
+
+REFUSED = {
+    "sigmoid": (_Wrap(nn.Sigmoid()), "Sigmoid"),
+    "upsample": (_Wrap(nn.Upsample(scale_factor=2)), "Upsample"),
+    "dilated": (_Wrap(nn.Conv2d(4, 4, 3, padding=2, dilation=2)), "dilated"),
+    "concat": (_Wrap(_Cat(), 8), "cat"),
+    "avgpool3x3": (_Wrap(nn.AvgPool2d(3)), "9 pixels"),
+    "bn_alone": (_Wrap(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(4))), "BatchNorm2d"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_unsupported_ops_are_one_line_naming_the_node(case):
+    net, word = REFUSED[case]
+    x = to_model_input(torch.zeros((2, 1, 8, 8), dtype=torch.uint8))
+    with pytest.raises(UserError) as e:
+        quantize_model(net.eval(), x)
+    msg = str(e.value)
+    assert "\n" not in msg and word in msg and "node" in msg
