@@ -149,18 +149,36 @@ FASHION_SHAPE = (1, 28, 28)
 
 
 def model_config(blob: dict) -> dict:
-    """The checkpoint's declared architecture (MobileNetV2 or a graph), checked to take
-    1-channel 28x28 10-class Fashion-MNIST."""
+    """The checkpoint's declared architecture (MobileNetV2 or a graph), checked to build."""
     cfg = blob.get("model_config")
     try:
         fp32_from_config(cfg)
-        shape, classes = input_shape_of(cfg), num_classes_of(cfg)
     except (ValueError, TypeError, AttributeError) as e:
         raise UserError(f"checkpoint {blob['path']} has a bad model_config ({_first_line(e)})") from None
-    if shape != FASHION_SHAPE or classes != 10:
-        raise UserError(f"checkpoint {blob['path']} is for {'x'.join(map(str, shape))} images and {classes} classes; "
-                        f"Fashion-MNIST has 1x28x28 images and 10 classes")
     return cfg
+
+
+def dataset_split(dataset: str | None, split: str, data: str | None, limit: int | None, cfg: dict,
+                  where: str = "the checkpoint") -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images and labels of `split` from --dataset (Fashion-MNIST by default; digits and
+    folder:PATH resized to the model's input shape, as finetune and verify take them), checked
+    against the model's input shape and classes."""
+    shape, classes = input_shape_of(cfg), num_classes_of(cfg)
+    if dataset in (None, "fashion-mnist"):
+        if shape != FASHION_SHAPE or classes != 10:
+            raise UserError(f"{where} is for {'x'.join(map(str, shape))} images and {classes} classes; "
+                            f"Fashion-MNIST has 1x28x28 images and 10 classes: pass its own --dataset")
+        return load_split(split, data, limit)
+    from ..finetune.datasets import load_dataset
+
+    ds = load_dataset(dataset, shape, data)
+    if len(ds.classes) != classes:
+        raise UserError(f"--dataset {dataset} has {len(ds.classes)} classes and {where} {classes}: "
+                        "pass the dataset the model was built for")
+    x, y = (ds.xtr, ds.ytr) if split == "train" else (ds.xte, ds.yte)
+    if len(x) == 0:
+        raise UserError(f"--dataset {dataset} has no {split} images")
+    return x[:limit], y[:limit]
 
 
 def fp32_model(blob: dict) -> nn.Module:

@@ -8,7 +8,7 @@ import torch
 from .. import checkpoint
 from ..errors import UserError
 from ..train.loop import accuracy, predict
-from .common import check_count, fp32_model, load_split, model_config
+from .common import check_count, dataset_split, fp32_model, model_config
 
 
 def _golden(name: str, x, y) -> dict:
@@ -45,12 +45,12 @@ def run(args):
     check_count(args.limit, "--limit")
     blob = checkpoint.load(args.checkpoint)
     kind = blob["kind"]
-    model_config(blob)
+    cfg = model_config(blob)
     if args.engine in ("golden", "compare"):
         if kind != "po2":
             raise UserError(f"the golden engine runs quantized checkpoints and {blob['path']} is FP32: "
                             f"quantize it first ('hashiflex quantize') or use --engine torch")
-        x, y = load_split("test", args.data, args.limit)
+        x, y = dataset_split(args.dataset, "test", args.data, args.limit, cfg, blob["path"])
         t0 = time.time()
         result = _golden(args.checkpoint, x, y) if args.engine == "golden" else _compare(args.checkpoint, x, y)
     else:
@@ -60,7 +60,7 @@ def run(args):
             from ..quant.qat import load_qmodel
             model, _ = load_qmodel(args.checkpoint)
             dtype = torch.float64  # float64 makes the quantized model's arithmetic exact
-        x, y = load_split("test", args.data, args.limit)
+        x, y = dataset_split(args.dataset, "test", args.data, args.limit, cfg, blob["path"])
         t0 = time.time()
         logits = predict(model, x, dtype=dtype)
         acc = accuracy(logits, y)

@@ -51,6 +51,12 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _dataset_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", metavar="SPEC",
+                   help="the model's data set: fashion-mnist (default), digits (scikit-learn's, resized to the "
+                        "model's input) or folder:PATH (one sub-folder per class)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="folder with the Fashion-MNIST idx .gz files "
                    "(default: $HASHIFLEX_DATA, then /usr/share/datasets/fashion-mnist)")
@@ -108,6 +114,7 @@ def _add_train(sub) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="use the first N training images (default all)")
     p.add_argument("--test-limit", type=int, metavar="N", help="use the first N test images (default all)")
     _device_option(p)
+    _dataset_option(p)
     _common(p)
     p.set_defaults(module="train")
 
@@ -129,6 +136,7 @@ def _add_quantize(sub) -> None:
     p.add_argument("--exp-bits", type=int, default=3, help="Po2 exponent bits of hardened weights, 1..8 (default 3)")
     p.add_argument("--prune", type=float, default=0.0, help="target fraction of zero weights, [0, 1) (default 0)")
     _qat_options(p, None)
+    _dataset_option(p)
     _common(p)
     p.set_defaults(module="quantize")
 
@@ -147,6 +155,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--engine", choices=["torch", "golden", "compare"], default="torch",
                    help="torch (default), the integer golden simulator, or compare: both, with the number of "
                         "images whose integer logits differ")
+    _dataset_option(p)
     _common(p)
     p.set_defaults(module="evaluate")
 

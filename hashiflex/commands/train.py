@@ -15,7 +15,7 @@ from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 from ..models.capture import capture, load_factory
 from ..models.graph import GraphNet
 from ..train.loop import TrainSettings, accuracy, predict, to_model_input, train
-from .common import (FASHION_SHAPE, check_count, check_epochs, check_finite, check_lr, fp32_model, load_split,
+from .common import (FASHION_SHAPE, check_count, check_epochs, check_finite, check_lr, dataset_split, fp32_model,
                      output_file, resolve_device)
 
 
@@ -65,9 +65,9 @@ def run(args):
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              device=resolve_device(args.device))
     out = output_file(args.out)
-    data_dir = find_data_dir(args.data)
-    xtr, ytr = load_split("train", args.data, args.limit)
-    xte, yte = load_split("test", args.data, args.test_limit)
+    data_dir = find_data_dir(args.data) if args.dataset in (None, "fashion-mnist") else args.dataset
+    xtr, ytr = dataset_split(args.dataset, "train", args.data, args.limit, model_cfg, "the model")
+    xte, yte = dataset_split(args.dataset, "test", args.data, args.test_limit, model_cfg, "the model")
 
     t0 = time.time()
     train(model, xtr, ytr, settings, desc="train")

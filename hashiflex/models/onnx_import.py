@@ -56,8 +56,13 @@ class _Reader:
         self.used.add(name)
         return name
 
+    def source(self, tensor: str, node) -> str:
+        if tensor not in self.name_of:
+            raise self.fail(node, f"input {tensor!r} (a constant or a value no supported node computes)")
+        return self.name_of[tensor]
+
     def add(self, node, op: str, ins: list[str], attrs: dict | None = None, params: dict | None = None) -> Node:
-        n = Node(name=self.fresh(node), op=op, inputs=[self.name_of[i] for i in ins], attrs=attrs or {})
+        n = Node(name=self.fresh(node), op=op, inputs=[self.source(i, node) for i in ins], attrs=attrs or {})
         self.nodes.append(n)
         self.name_of[node.output[0]] = n.name
         for k, v in (params or {}).items():
@@ -130,8 +135,10 @@ def _node(r: _Reader, node) -> None:
         from onnx import numpy_helper
         r.consts[node.output[0]] = numpy_helper.to_array(a["value"]) if "value" in a else np.asarray(
             a.get("value_float", a.get("value_floats", a.get("value_ints", a.get("value_int")))))
+    elif t in ("Identity", "Dropout") and node.input[0] in r.consts:   # a shared weight
+        r.consts[node.output[0]] = r.consts[node.input[0]]
     elif t in ("Identity", "Dropout"):
-        r.name_of[node.output[0]] = r.name_of[node.input[0]]
+        r.name_of[node.output[0]] = r.source(node.input[0], node)
     elif t == "Conv":
         _conv(r, node, a)
     elif t == "BatchNormalization":
