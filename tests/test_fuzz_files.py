@@ -2,7 +2,7 @@
 takes a valid file of each format, mutates it (a field deleted, retyped, NaN / Infinity, negative,
 huge, out of range; bytes flipped, inserted, cut; non-UTF-8) and runs the reader. Each case must be
 read back unchanged or refused with one line (UserError); never a traceback, never a different
-answer. 5 fuzzers x 130 = 650 generated cases per run."""
+answer. 6 fuzzers x 130 = 780 generated cases per run."""
 from __future__ import annotations
 
 import gzip
@@ -197,3 +197,70 @@ def test_fuzz_idx_files(tmp_path_factory, data):
         x, y = got
         assert x.shape == (n, 1, 28, 28) and np.array_equal(x[:, 0], imgs) and np.array_equal(y, lbls), how
 
+
+
+@pytest.fixture(scope="module")
+def ckpt_file(tmp_path_factory):
+    """A small graph checkpoint (a ResNet-8-style network of width 2) and its state_dict."""
+    import torch
+
+    from hashiflex import checkpoint
+    from hashiflex.models.capture import capture
+    from hashiflex.models.zoo import resnet8
+
+    torch.manual_seed(0)
+    spec, state = capture(resnet8(2), torch.zeros(1, 1, 28, 28))
+    p = tmp_path_factory.mktemp("ckpt") / "g.pt"
+    checkpoint.save(p, "fp32", {"graph": spec.to_dict()}, state)
+    return p, state
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_checkpoint(ckpt_file, tmp_path_factory, data):
+    """Checkpoints: bytes flipped, inserted or cut anywhere in the torch zip; a weight changed
+    without the checksum; values no trained network has (negative variance, integer weights)
+    with a matching checksum; the recorded graph edited. Each is loaded exactly or refused."""
+    import torch
+
+    from hashiflex import checkpoint
+    from hashiflex.commands.common import fp32_model
+
+    good, state = ckpt_file
+    p = tmp_path_factory.mktemp("c") / "m.pt"
+    how = data.draw(st.sampled_from(["flip", "flip", "cut", "insert", "weight", "sane", "graph"]))
+    if how in ("flip", "cut", "insert"):
+        raw = bytearray(good.read_bytes())
+        i = data.draw(st.integers(0, len(raw) - 1))
+        if how == "flip":
+            raw[i] ^= data.draw(st.integers(1, 255))
+        elif how == "cut":
+            raw = raw[:i]
+        else:
+            raw[i:i] = data.draw(st.binary(min_size=1, max_size=8))
+        p.write_bytes(bytes(raw))
+    else:
+        blob = torch.load(good, weights_only=True)
+        sd = blob["state_dict"]
+        key = data.draw(st.sampled_from(sorted(k for k, v in sd.items() if v.is_floating_point())))
+        if how == "weight":                 # one value changed, the stored checksum kept
+            sd[key].view(-1)[0] += 1.0
+        elif how == "sane":                 # what no trained network has, checksum recomputed
+            if key.endswith("running_var"):
+                sd[key].view(-1)[0] = -1.0
+            else:
+                sd[key] = sd[key].to(torch.int64)
+            blob["checksum"] = checkpoint.checksum(blob)
+        else:
+            g = blob["model_config"]["graph"]
+            path = data.draw(st.sampled_from([q for q in leaves(g) if q]))
+            obj = g
+            for k in path[:-1]:
+                obj = obj[k]
+            obj[path[-1]] = data.draw(VALUES)
+        torch.save(blob, p)
+    ok, got = _refused_in_one_line(lambda: fp32_model(checkpoint.load(str(p))))
+    if ok:
+        assert how in ("flip", "insert", "graph"), how   # the checksum covers weights and settings
+        sd = got.state_dict()   # only bytes torch never reads, or a value set to what it was
+        assert sd.keys() == state.keys() and all(torch.equal(sd[k], state[k]) for k in sd)

@@ -158,6 +158,13 @@ def model_config(blob: dict) -> dict:
     return cfg
 
 
+def check_fashion_fits(cfg: dict, where: str) -> None:
+    shape, classes = input_shape_of(cfg), num_classes_of(cfg)
+    if shape != FASHION_SHAPE or classes != 10:
+        raise UserError(f"{where} is for {'x'.join(map(str, shape))} images and {classes} classes; "
+                        f"Fashion-MNIST has 1x28x28 images and 10 classes: pass the model's own --dataset")
+
+
 def dataset_split(dataset: str | None, split: str, data: str | None, limit: int | None, cfg: dict,
                   where: str = "the checkpoint") -> tuple[np.ndarray, np.ndarray]:
     """uint8 images and labels of `split` from --dataset (Fashion-MNIST by default; digits and
@@ -165,9 +172,7 @@ def dataset_split(dataset: str | None, split: str, data: str | None, limit: int 
     against the model's input shape and classes."""
     shape, classes = input_shape_of(cfg), num_classes_of(cfg)
     if dataset in (None, "fashion-mnist"):
-        if shape != FASHION_SHAPE or classes != 10:
-            raise UserError(f"{where} is for {'x'.join(map(str, shape))} images and {classes} classes; "
-                            f"Fashion-MNIST has 1x28x28 images and 10 classes: pass its own --dataset")
+        check_fashion_fits(cfg, where)
         return load_split(split, data, limit)
     from ..finetune.datasets import load_dataset
 

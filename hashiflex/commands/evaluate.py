@@ -8,7 +8,7 @@ import torch
 from .. import checkpoint
 from ..errors import UserError
 from ..train.loop import accuracy, predict
-from .common import check_count, dataset_split, fp32_model, model_config
+from .common import check_count, check_fashion_fits, dataset_split, fp32_model, model_config
 
 
 def _golden(name: str, x, y) -> dict:
@@ -46,6 +46,8 @@ def run(args):
     blob = checkpoint.load(args.checkpoint)
     kind = blob["kind"]
     cfg = model_config(blob)
+    if args.dataset in (None, "fashion-mnist"):
+        check_fashion_fits(cfg, blob["path"])
     if args.engine in ("golden", "compare"):
         if kind != "po2":
             raise UserError(f"the golden engine runs quantized checkpoints and {blob['path']} is FP32: "

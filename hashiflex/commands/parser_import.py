@@ -12,7 +12,7 @@ def add_import(sub) -> None:
                     "capture its graph and weights, and write an fp32 checkpoint that records the architecture; "
                     "'train --init', 'quantize', 'eval' and 'compile' then take it without your code. The model "
                     "sees raw pixels scaled by 2^-8 (uint8 / 256).",
-        epilog="examples:\n  hashiflex import resnet.onnx --out resnet-fp32.pt\n"
+        epilog="example:\n  hashiflex import resnet.onnx --out resnet-fp32.pt\n"
                "  hashiflex import --model my_net.py:build --out net-fp32.pt\n"
                "  hashiflex import --model hashiflex.models.zoo:vgg_small --out vgg-fp32.pt")
     p.add_argument("source", nargs="?", metavar="MODEL.onnx", help="an ONNX model file")
