@@ -110,3 +110,39 @@ def test_missing_data_errors_name_the_source_and_the_fixes(tmp_path, monkeypatch
     assert "HASHIFLEX_DATA" in msg and "--data" in msg and "dataset-fashion-mnist" in msg and "\n" not in msg
     with pytest.raises(UserError, match=r"\(from --data\)"):
         find_data_dir(str(tmp_path))
+
+
+def _png_claiming(path, w: int, h: int) -> None:
+    """A valid 4x4 PNG whose header (with a correct CRC) claims w x h pixels."""
+    import struct
+    import zlib
+
+    Image.new("L", (4, 4), 7).save(path)
+    raw = bytearray(path.read_bytes())
+    i = raw.index(b"IHDR")
+    raw[i + 4:i + 12] = struct.pack(">II", w, h)
+    raw[i + 17:i + 21] = struct.pack(">I", zlib.crc32(bytes(raw[i:i + 17])))
+    path.write_bytes(bytes(raw))
+
+
+def test_image_folder_limits_scaling_and_empty_classes(tmp_path):
+    """16-bit images are scaled by their full range (65535 -> 255), not clipped; a header that
+    claims more than MAX_PIXELS is refused before decoding; an empty class folder is refused."""
+    from hashiflex.data.folder import MAX_PIXELS
+
+    for c in ("a", "b"):
+        (tmp_path / "ok" / c).mkdir(parents=True)
+    ramp = (np.arange(28 * 28).reshape(28, 28) * 83).astype(np.uint16)   # 0 .. 65,000
+    Image.fromarray(ramp).save(tmp_path / "ok" / "a" / "x.png")
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(tmp_path / "ok" / "b" / "y.png")
+    x, y, _ = load_image_folder(str(tmp_path / "ok"))
+    np.testing.assert_array_equal(x[0, 0], np.floor(ramp * (255 / 65535) + 0.5).astype(np.uint8))
+    assert x[0].max() == 253 and x[1].max() == 200
+    (tmp_path / "ok" / "c").mkdir()
+    with pytest.raises(UserError, match="has no images"):
+        load_image_folder(str(tmp_path / "ok"))
+    (tmp_path / "bomb" / "a").mkdir(parents=True)
+    _png_claiming(tmp_path / "bomb" / "a" / "z.png", 1 << 15, 1 << 15)
+    with pytest.raises(UserError, match="claims 32768x32768") as e:
+        load_image_folder(str(tmp_path / "bomb"))
+    assert f"{MAX_PIXELS:,}" in str(e.value)
