@@ -42,7 +42,7 @@ def _compare(name: str, x, y) -> dict:
 
 
 def run(args):
-    check_count(args.limit, "--limit")
+    check_count(args.limit, "--images")
     blob = checkpoint.load(args.checkpoint)
     kind = blob["kind"]
     cfg = model_config(blob)

@@ -51,6 +51,13 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+BUILTIN_CHECKPOINTS = ("default-fp32", "default-po2", "small-fp32", "small-po2")   # hashiflex.checkpoint.BUILTIN
+
+
+def checkpoint_help(what: str, default: str) -> str:
+    return f"{what}: a file or one of {', '.join(BUILTIN_CHECKPOINTS)} (default {default})"
+
+
 def _dataset_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", metavar="SPEC",
                    help="the model's data set: fashion-mnist (default), digits (scikit-learn's, resized to the "
@@ -69,7 +76,7 @@ def _qat_options(p: argparse.ArgumentParser, epochs_default: float | None) -> No
     options repeats default-po2's recipe; the numbers in the help are checked against it by a test."""
     _device_option(p)
     p.add_argument("--checkpoint", default="default-fp32", metavar="PATH",
-                   help="FP32 checkpoint to start from: a file or 'default-fp32' (default)")
+                   help=checkpoint_help("the FP32 checkpoint to start from", "default-fp32"))
     p.add_argument("--act-bits", type=int, default=8, help="activation bits, 2..16 (default 8)")
     p.add_argument("--prune-scope", choices=["global", "layer"], default="global",
                    help="one magnitude threshold for all layers, or the same rate per layer (default global)")
@@ -150,8 +157,9 @@ def _add_eval(sub) -> None:
         epilog="example:\n  hashiflex eval --checkpoint po2.pt --limit 1000\n"
                "  hashiflex eval --engine golden --json")
     p.add_argument("--checkpoint", default="default-po2", metavar="PATH",
-                   help="a checkpoint file, 'default-fp32' or 'default-po2' (default)")
-    p.add_argument("--limit", type=int, metavar="N", help="use the first N test images (default all 10000)")
+                   help=checkpoint_help("the checkpoint to evaluate (fp32 or po2)", "default-po2"))
+    p.add_argument("--images", "--limit", dest="limit", type=int, metavar="N",
+                   help="use the first N test images (default all); --limit is the older name")
     p.add_argument("--engine", choices=["torch", "golden", "compare"], default="torch",
                    help="torch (default), the integer golden simulator, or compare: both, with the number of "
                         "images whose integer logits differ")
@@ -196,7 +204,7 @@ def _add_compile(sub) -> None:
                "  hashiflex compile --checkpoint small-po2 --target-ips 7e6 --clock-ghz 1.4 --out fast")
     p.add_argument("--out", required=True, metavar="BUILD", help="build folder (created if missing)")
     p.add_argument("--checkpoint", default="default-po2", metavar="PATH",
-                   help="a po2 checkpoint file or 'default-po2' (default)")
+                   help=checkpoint_help("the po2 checkpoint to build", "default-po2"))
     p.add_argument("--arch", metavar="NAME", help="random-weight network instead of a checkpoint: mobilenetv2-224")
     p.add_argument("--prune", type=float, help="with --arch: fraction of pruned weights, [0, 1) (default 0)")
     p.add_argument("--exp-bits", type=int, help="with --arch: Po2 exponent bits, 1..8 (default 3)")
@@ -317,7 +325,8 @@ def _add_npu_image(sub) -> None:
                "  hashiflex npu-image --build build --out head.npuimg\n"
                "  hashiflex npu-image --check head.npuimg --build build")
     p.add_argument("--out", metavar="IMAGE", help="image file to write")
-    p.add_argument("--checkpoint", metavar="PATH", help="a po2 checkpoint with an int8 classifier (default default-po2)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help=checkpoint_help("a po2 checkpoint with an int8 classifier", "default-po2"))
     p.add_argument("--build", metavar="BUILD", help="a folder written by 'hashiflex compile': its IR's classifier, "
                    "or with --check the NPU the image must fit")
     p.add_argument("--check", metavar="IMAGE", help="validate IMAGE instead of writing one")
@@ -337,7 +346,7 @@ def _add_finetune(sub) -> None:
                "  hashiflex finetune build --out shoes.npuimg --classes 5,7,9 --epochs 10")
     p.add_argument("build", metavar="BUILD", help="folder written by 'hashiflex compile' (with RTL: its NPU)")
     p.add_argument("--out", required=True, metavar="IMAGE", help="NPU weight image to write")
-    p.add_argument("--dataset", default="fashion-mnist", metavar="NAME",
+    p.add_argument("--dataset", default="fashion-mnist", metavar="SPEC",
                    help="fashion-mnist (default), digits (scikit-learn 8x8, upscaled) or folder:PATH (one "
                         "sub-folder per class; PATH/train + PATH/test if present, else a fixed 80/20 split)")
     p.add_argument("--classes", type=_int_list, metavar="LIST",

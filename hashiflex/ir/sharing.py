@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import bar
 from ..checkpoint import atomic_write
 from ..errors import UserError, os_error_hint
 from .adder_graph import AdderGraph, build_graph, check_graph, layer_matrix, with_constants
@@ -112,7 +113,7 @@ def solve_adder_graphs(prog: Program, max_depth: int | None = None) -> AdderGrap
     if any(t.lo is None for t in prog.tensors.values()):
         raise ValueError("solve_adder_graphs needs an analyzed program (run intervals.analyze first)")
     layers = {}
-    for op in prog.ops:
+    for op in bar(prog.ops, desc="adder graphs", unit="layer"):
         lg = layer_graph(prog, op, max_depth)
         if lg is not None:
             layers[op.name] = lg

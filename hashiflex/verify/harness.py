@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import bar
 from ..errors import UserError
 from ..rtl.manifest import Manifest, NPUEntry, PortStream
 from ..rtl.readback import find_manifest
@@ -125,10 +126,12 @@ def build_blocks(blocks: list[Block], jobs: int, make_jobs: int = 1) -> list[Bui
     v = find_verilator()
     order = sorted(range(len(blocks)), key=lambda i: -sum(len(t) for _, t in blocks[i].sources))
     built: list[BuiltBlock | None] = [None] * len(blocks)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex, \
+            bar(total=len(blocks), desc="verilator build", unit="block") as pb:
         futs = {i: ex.submit(build_block, blocks[i], v, make_jobs) for i in order}
         for i, f in futs.items():
             built[i] = f.result()
+            pb.update(1)
     return built  # type: ignore[return-value]
 
 

@@ -273,3 +273,15 @@ def test_keyboard_interrupt_exits_130_with_one_line(monkeypatch, capfd, tiny_fp3
 def test_argparse_errors_exit_2(capsys):
     assert main(["quantize", "--out", "x.pt", "--exp-bits", "three"]) == 2
     assert "--exp-bits" in capsys.readouterr().err
+
+
+def test_checkpoint_help_names_every_builtin_checkpoint():
+    """One list in every --checkpoint help: the names hashiflex.checkpoint resolves."""
+    from hashiflex import checkpoint
+    from hashiflex.commands.parser import BUILTIN_CHECKPOINTS, build_parser
+
+    assert set(BUILTIN_CHECKPOINTS) == set(checkpoint.BUILTIN)
+    ap = build_parser()
+    subs = next(a for a in ap._actions if a.dest == "command").choices
+    helps = [a.help for p in subs.values() for a in p._actions if a.dest == "checkpoint"]
+    assert len(helps) >= 5 and all(all(n in h for n in BUILTIN_CHECKPOINTS) for h in helps)
