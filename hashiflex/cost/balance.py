@@ -21,6 +21,7 @@ from ..rtl.manifest import Manifest
 from ..rtl.conv import conv_module
 from ..rtl.convert import convertible
 from ..rtl.npu import NPUConfig, npu_counts, plan_npu
+from ..rtl.walk import windowed
 from ..rtl.plan import Plan, plan_from
 from ..rtl.schedule import hw_ops
 from . import design, model, storage
@@ -35,7 +36,8 @@ def _groups(prog: Program) -> list[tuple[tuple, list]]:
     return list(out.items())
 
 
-def _valid(prog: Program, convs: list[Conv], g: int, v: int) -> bool:
+def _valid(prog: Program, convs: list, g: int, v: int) -> bool:
+    """Whether every windowed op (conv, max pool) of a resolution walks G lanes x V rows."""
     try:
         for op in convs:
             storage.conv_shape(op, prog, g, v)
@@ -85,7 +87,7 @@ class Balancer:
         """[(g, v, cycles, area um^2)] of one resolution, Pareto-pruned on (cycles, area)."""
         if shape == ("vector",):
             return [(1, 1, 1, sum(self.by_name[o.name].estimate(1, 1, self.period).area_um2 for o in ops))]
-        convs = [o for o in ops if isinstance(o, Conv)]
+        convs = [o for o in ops if windowed(o)]
         h, w = shape
         gs = _axis_options(self.prog, convs, w, 1)
         vs = _axis_options(self.prog, convs, h, 0)[: max_rows or None]
@@ -119,7 +121,7 @@ class Balancer:
         between lane counts one of which divides the other)."""
         area = 0.0
         for o in self.groups[gi][1]:
-            if isinstance(o, Conv) and o.stride != (1, 1):
+            if windowed(o) and o.stride != (1, 1):
                 f_out = storage.out_format(self.prog, o, *fmt)
                 if f_out != nxt:
                     if self.generated and not self._generates(o.output, f_out, nxt):
@@ -132,7 +134,7 @@ class Balancer:
 
     def _generates(self, t: str, f_out, nxt) -> bool:
         consumers = [o for o in self.prog.ops if t in self.prog.op_inputs(o)]
-        return convertible(f_out[0], nxt[0]) and all(isinstance(o, Conv) for o in consumers)
+        return convertible(f_out[0], nxt[0]) and all(windowed(o) for o in consumers)
 
     def cheapest(self, target_cycles: float) -> dict[str, tuple[int, int]] | None:
         """Formats of the cheapest design whose every layer (and converter) takes at most
@@ -147,7 +149,7 @@ class Balancer:
             if gi:   # also the formats the previous resolution's strided convs hand over (no converter)
                 for prev_fmt in states[-1]:
                     for o in self.groups[gi - 1][1]:
-                        if isinstance(o, Conv) and o.stride != (1, 1):
+                        if windowed(o) and o.stride != (1, 1):
                             r = self.full[gi].get(storage.out_format(self.prog, o, *prev_fmt))
                             if r is not None and r[2] <= target_cycles and r not in opts:
                                 opts.append(r)
@@ -165,7 +167,8 @@ class Balancer:
                 return None
             states.append(nxt)
         _, path = min(states[-1].values(), key=lambda s: s[0])
-        return {o.name: fmt for (shape, ops), fmt in zip(self.groups, path) for o in ops}
+        by_op = {o.name: fmt for (shape, ops), fmt in zip(self.groups, path) for o in ops}
+        return {op.name: by_op[op.name] for op in hw_ops(self.prog)}   # in layer order (a plan's order)
 
     def evaluate(self, formats, npu: dict | None = None) -> dict:
         return design.evaluate(self.prog, self.models, formats, self.clock, pipeline=self.pipeline, npu=npu)

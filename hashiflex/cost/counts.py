@@ -7,6 +7,9 @@ adders, adder bits and depth equal the generator's naive trees (`adders_naive` i
 manifest); all rows of a layer are combined level by level at once. It also gives the
 requantizer's widths and the live bits after each tree level (for pipeline registers).
 
+A max pool has no adders: one comparator tree per output channel over its kh x kw window taps
+(rtl.pool), n - 1 comparators as wide as the stream in ceil(log2 n) levels.
+
 Registers, memories and cycles per stream format are in cost.storage.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir.intervals import bits_for
-from ..ir.spec import Add, AvgPool, Conv, Linear, Program, csd_digits, round_const
+from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program, csd_digits, round_const
 from ..rtl.common import stream_bits, stream_range
 
 _BIG = 1 << 40
@@ -52,6 +55,8 @@ class Network:
     requant_bits: int = 0          # see `_requant`
     outputs: int = 0               # non-constant outputs
     level_bits: list = field(default_factory=list)   # live bits after level k (k = 1..depth)
+    comparators: int = 0           # a max pool's comparators (depth and widths above are theirs)
+    comparator_bits: int = 0
 
     def __add__(self, o: "Network") -> "Network":
         n = max(len(self.level_bits), len(o.level_bits))
@@ -60,12 +65,14 @@ class Network:
         return Network(self.adders + o.adders, self.adder_bits + o.adder_bits, self.carry_bits + o.carry_bits,
                        max(self.depth, o.depth),
                        max(self.max_width, o.max_width), self.requant_bits + o.requant_bits,
-                       self.outputs + o.outputs, lb)
+                       self.outputs + o.outputs, lb, self.comparators + o.comparators,
+                       self.comparator_bits + o.comparator_bits)
 
     def scaled(self, k: int) -> "Network":
         return Network(self.adders * k, self.adder_bits * k, self.carry_bits * k, self.depth, self.max_width,
                        self.requant_bits * k,
-                       self.outputs * k, [b * k for b in self.level_bits])
+                       self.outputs * k, [b * k for b in self.level_bits], self.comparators * k,
+                       self.comparator_bits * k)
 
 
 def _trees(neg, shift, lo, hi, cnt):
@@ -254,4 +261,21 @@ def adder_network(prog: Program, op, lanes: int = 1) -> Network:
         net.max_width = max(mult.max_width, 0 if one_beat else acc.max_width)
         net.level_bits = [b * c for b in (([] if one_beat else acc.level_bits) + mult.level_bits)]
         return net
+    if isinstance(op, MaxPool):
+        return comparator_network(prog, op)
     raise TypeError(f"no adder network for {op!r}")
+
+
+def comparator_network(prog: Program, op: MaxPool) -> Network:
+    """One copy of a max pool (one output pixel, every channel): per channel a balanced tree of
+    n - 1 comparators over the n = kh x kw taps, each as wide as the stream (rtl.pool.Comparators
+    pairs level by level), and the live bits after each level."""
+    x = prog.tensors[op.input]
+    c, b = x.shape[0], stream_bits(x)
+    n = int(op.kernel[0]) * int(op.kernel[1])
+    levels, live = [], n
+    while live > 1:
+        live = (live + 1) // 2
+        levels.append(live * b * c)
+    return Network(depth=len(levels), max_width=b if n > 1 else 0, outputs=c, level_bits=levels,
+                   comparators=(n - 1) * c, comparator_bits=(n - 1) * b * c)

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..ir.sharing import AdderGraphs, load_graphs
-from ..ir.spec import Conv, Program, npu_op
+from ..ir.spec import Program, npu_op
 from ..rtl.common import OUT_FIFO_DEPTH, stream_bits
 from ..rtl.convert import convertible, converter_register_bits
 from ..rtl.manifest import Manifest, NPUEntry
 from ..rtl.npu import NPUCounts
 from ..rtl.readback import check_program, find_manifest
 from ..rtl.schedule import hw_ops, items, skip_fifos
+from ..rtl.walk import windowed
 from . import model, storage, tech
 
 
@@ -73,7 +74,7 @@ def is_rtl(prog: Program, formats) -> int | None:
         return None
     g0 = formats[ops[0].name][0]
     first = ops[0]
-    p = g0 // first.stride[1] if isinstance(first, Conv) and g0 > 1 else 1
+    p = g0 // first.stride[1] if windowed(first) and g0 > 1 else 1
     try:
         return p if rtl_formats(prog, p) == formats else None
     except UserError:

@@ -5,11 +5,12 @@ A design is the IR plus a stream format per hardware layer: G pixels of a row pe
 RTL's lanes) and V rows per beat (V > 1 is modelled, not generated), and an NPU (lanes L,
 batch B) for an int8 classifier. Per layer:
   area   = adder carry bits x A_CARRY_BIT + requantizer bits x A_REQUANT_BIT + register bits x A_REG_BIT
+           + comparator bits x A_CMP_BIT (max pools: a subtractor and a mux per bit)
            + arrays (flip-flops below tech.SRAM_MIN_BITS, two-port SRAM macros above)
            + pipeline registers (when the clock needs them) + a fixed control budget
   energy = per image: adder bits x output pixels x E_ADDER_BIT + requantizer bits x output pixels
-           x E_REQUANT_BIT + clocked register bits x cycles x E_FF_BIT + array bits read and
-           written x E per bit (SRAM or flip-flop)
+           x E_REQUANT_BIT + comparator bits x output pixels x E_CMP_BIT + clocked register bits x
+           cycles x E_FF_BIT + array bits read and written x E per bit (SRAM or flip-flop)
   cycles = the generator's cycles per image; the design runs at its slowest layer (or the NPU).
 Counts come from the manifest when the build has RTL (adders after sharing), else from the IR
 (cost.counts: the generator's naive trees, replayed).
@@ -20,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UserError
-from ..ir.spec import Add, AvgPool, Conv, Linear, Program
+from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program
 from ..ir.sharing import AdderGraphs
 from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits
 from ..rtl.convert import converter_register_bits
@@ -49,6 +50,8 @@ class Layer:
     cycles: float = 0
     depth: int = 0
     max_width: int = 0
+    comparators: int = 0
+    comparator_bits: int = 0
     area: dict = field(default_factory=dict)
     energy_pj: float = 0.0
 
@@ -70,6 +73,9 @@ def kind_of(prog: Program, op) -> str:
         if kh == kw == 1:
             return "pw1x1"
         return f"conv{kh}x{kw}" + (f"/s{op.stride[0]}" if op.stride[0] > 1 else "")
+    if isinstance(op, MaxPool):
+        (kh, kw), s = op.kernel, op.stride[0]
+        return f"maxpool{kh}x{kw}" + (f"/s{s}" if s > 1 else "")
     return {Add: "add", AvgPool: "avgpool", Linear: "linear-po2"}[type(op)]
 
 
@@ -100,6 +106,17 @@ def stage_delay_ns(depth: int, width: int, requant: bool = True) -> float:
 def levels_per_stage(period_ns: float, width: int) -> int:
     """Most adder levels a stage can hold at this clock (ripple adders; 0: not reachable)."""
     return int(math.floor((period_ns - tech.T_REG - tech.T_REQUANT - width * tech.T_FA) / tech.T_LEVEL + 1e-9))
+
+
+def compare_delay_ns(depth: int, width: int) -> float:
+    """A stage of `depth` comparator levels of `width` bits (a max pool): each level's mux waits for
+    its comparator's whole carry chain, so the levels do not overlap as an adder tree's do."""
+    return tech.T_REG + depth * (width * tech.T_FA + tech.T_LEVEL)
+
+
+def compare_levels_per_stage(period_ns: float, width: int) -> int:
+    """Most comparator levels a stage can hold at this clock (0: not reachable)."""
+    return int(math.floor((period_ns - tech.T_REG) / (width * tech.T_FA + tech.T_LEVEL) + 1e-9))
 
 
 class LayerModel:
@@ -140,6 +157,20 @@ class LayerModel:
         d = self.tree_depth()
         return min(d, self.pipeline_levels) if self.pipeline_levels else d
 
+    def delay_ns(self, depth: int | None = None) -> float:
+        """A register-to-register path through `depth` levels of the layer's network (default: as
+        generated): adder levels ending in the requantizer, or a max pool's comparator levels."""
+        depth = self.timing_depth() if depth is None else depth
+        if isinstance(self.op, MaxPool):
+            return compare_delay_ns(depth, self.network().max_width)
+        return stage_delay_ns(depth, self.network().max_width)
+
+    def levels_for(self, period_ns: float) -> int:
+        """Most levels of the layer's network one stage holds at this clock (0: not reachable)."""
+        if isinstance(self.op, MaxPool):
+            return compare_levels_per_stage(period_ns, self.network().max_width)
+        return levels_per_stage(period_ns, self.network().max_width)
+
     def out_pixels(self) -> int:
         t = self.prog.tensors[self.op.output]
         return int(t.shape[1] * t.shape[2]) if len(t.shape) == 3 else 1
@@ -159,13 +190,16 @@ class LayerModel:
             adders, bits, depth = self.shared
             carry = round(bits * net.carry_bits / max(net.adder_bits, 1))
         L = Layer(op.name, self.kind, g, v, k, adders * k, bits * k, carry * k, net.requant_bits * k, cycles=cyc,
-                  depth=depth, max_width=net.max_width)
+                  depth=depth, max_width=net.max_width, comparators=net.comparators * k,
+                  comparator_bits=net.comparator_bits * k)
         if isinstance(op, Conv) and self._taps is None:
             self._taps = (storage.used_taps(prog, op), int(storage.live_outputs(prog, op).sum()))
         st = storage.storage(prog, op, g, v, taps=self._taps, out_depth=out_depth)
         L.reg_bits = st.reg_bits
         evals = self.out_pixels() if not isinstance(op, AvgPool) else cyc
         e = carry * evals * tech.E_ADDER_BIT + net.requant_bits * (self.out_pixels()) * tech.E_REQUANT_BIT
+        if net.comparator_bits:
+            e += net.comparator_bits * self.out_pixels() * tech.E_CMP_BIT
         e += st.reg_bits * cyc * tech.E_FF_BIT
         a_arr = 0.0
         out_beats = 1 if len(prog.tensors[op.output].shape) == 1 else cyc
@@ -183,17 +217,20 @@ class LayerModel:
             L.pipe_reg_bits = self.pipe_bits if self.pipe_bits is not None else k * sum(
                 net.level_bits[c - 1] for c in range(kk, depth + 1, kk) if c - 1 < len(net.level_bits))
             e += L.pipe_reg_bits * self.out_pixels() / max(k, 1) * tech.E_FF_BIT
-        elif period_ns is not None and self.timed and depth and stage_delay_ns(depth, net.max_width) > period_ns:
-            per = levels_per_stage(period_ns, net.max_width)
+        elif period_ns is not None and self.timed and depth and self.delay_ns(depth) > period_ns:
+            per = self.levels_for(period_ns)
             if per < 1:
-                raise UserError(f"layer {op.name}: {net.max_width}-bit ripple adders cannot meet a {period_ns:.3f} ns "
-                                f"clock (the model's limit is {1 / stage_delay_ns(1, net.max_width):.2f} GHz)")
+                what = "comparators" if isinstance(op, MaxPool) else "ripple adders"
+                raise UserError(f"layer {op.name}: {net.max_width}-bit {what} cannot meet a {period_ns:.3f} ns "
+                                f"clock (the model's limit is {1 / self.delay_ns(1):.2f} GHz)")
             cuts = [lv for lv in range(per, depth, per)]
             L.pipe_reg_bits = sum(net.level_bits[c - 1] for c in cuts if c - 1 < len(net.level_bits)) * k
             e += L.pipe_reg_bits * self.out_pixels() / max(k, 1) * tech.E_FF_BIT
         L.area = {"adders": L.carry_bits * tech.A_CARRY_BIT, "requant": L.requant_bits * tech.A_REQUANT_BIT,
                   "registers": (L.reg_bits + L.pipe_reg_bits) * tech.A_REG_BIT, "arrays": a_arr,
                   "control": tech.A_MODULE_CONTROL}
+        if L.comparator_bits:
+            L.area["comparators"] = L.comparator_bits * tech.A_CMP_BIT
         L.energy_pj = e
         return L
 
@@ -287,6 +324,7 @@ def summarize(layers: list[Layer], cycles: dict[str, float], clock_ghz: float, e
         "clock_ghz": clock_ghz, "area_mm2": area / 1e6, "area_breakdown_mm2": {k: v / 1e6 for k, v in by.items()},
         "energy_pj_per_image": sum(L.energy_pj for L in layers),
         "adders": sum(L.adders for L in hard), "adder_bits": sum(L.adder_bits for L in hard),
+        "comparators": sum(L.comparators for L in hard), "comparator_bits": sum(L.comparator_bits for L in hard),
         "register_bits": sum(L.reg_bits + L.ff_array_bits + L.pipe_reg_bits for L in hard),
         "sram_bits": sum(L.sram_bits for L in hard),
         "npu_area_mm2": sum(L.area_um2 for L in layers if L.kind == "npu") / 1e6,
@@ -296,8 +334,7 @@ def summarize(layers: list[Layer], cycles: dict[str, float], clock_ghz: float, e
 
 def critical(models: list[LayerModel]) -> tuple[str, float]:
     """(layer, ns) of the slowest unpipelined register-to-register path (trees as generated)."""
-    return max(((m.op.name, stage_delay_ns(m.timing_depth(), m.network().max_width))
-                for m in models if m.timed), key=lambda t: t[1])
+    return max(((m.op.name, m.delay_ns()) for m in models if m.timed), key=lambda t: t[1])
 
 
 def uniform_levels(models: list[LayerModel], period_ns: float) -> int | None:
@@ -309,7 +346,7 @@ def uniform_levels(models: list[LayerModel], period_ns: float) -> int | None:
         if not m.timed:
             continue
         net = m.network()
-        t = stage_delay_ns(m.tree_depth(), net.max_width)
+        t = m.delay_ns(m.tree_depth())
         if t <= period_ns:
             continue
         if not isinstance(m.op, Conv):
@@ -341,7 +378,7 @@ def models_for(prog: Program, manifest: Manifest | None = None, graphs: AdderGra
     for op in hw_ops(prog):
         m = manifest.module(op.name) if manifest is not None else None
         shared = None
-        if m is not None and not isinstance(op, AvgPool):
+        if m is not None and not isinstance(op, (AvgPool, MaxPool)):   # pools: no shared adders
             k = m.copies()
             shared = (m.adders // k, m.adder_bits // k, m.adder_depth or 0)
         elif m is None and graphs is not None and graphs.get(op.name) is not None:

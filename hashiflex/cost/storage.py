@@ -1,6 +1,8 @@
 """Register and memory inventory, cycles and output format of a module for a stream format:
 G pixels of a row per beat (the RTL's lanes) and V rows per beat (V > 1 is a model-only
-extension, docs/cost.md), with the generator's formulas (rtl/conv.py, layers.py, common.py).
+extension, docs/cost.md), with the generator's formulas (rtl/window.py, conv.py, pool.py,
+layers.py, common.py). A max pool walks its window as a conv does (every tap read, every output
+live).
 """
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..ir.intervals import bits_for
-from ..ir.spec import Add, AvgPool, Conv, Linear, Program, round_const
+from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program, round_const
 from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits, stream_range
 from ..errors import UserError
-from ..rtl.walk import check_rows, columns, row_walk
+from ..rtl.walk import check_rows, columns, kernel_of, row_walk, windowed
 from .counts import _constant, _sums
 
 
@@ -36,13 +38,13 @@ def fifo_storage(width: int, depth: int, name: str = "fifo") -> Storage:
     return Storage(fifo_pointer_bits(depth), [(name, depth, width)])
 
 
-def conv_shape(op: Conv, prog: Program, g: int = 1, v: int = 1):
-    """(column plan, row plan, rows of steps per image) for G lanes and V rows per beat (V > 1:
-    the column rule applied to rows, model only)."""
+def conv_shape(op, prog: Program, g: int = 1, v: int = 1):
+    """(column plan, row plan, rows of steps per image) of a conv or max pool for G lanes and V
+    rows per beat (V > 1: the column rule applied to rows, model only)."""
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     _, h, w = x.shape
     _, oh, ow = y.shape
-    kh, kw = prog.arrays[op.weight].shape[2:]
+    kh, kw = kernel_of(prog, op)
     col = columns(op, w, ow, kw, g)
     row = columns(replace(op, stride=op.stride[::-1], padding=op.padding[::-1]), h, oh, kh, v) if v > 1 else None
     ht, y0 = row_walk(op, h, oh, int(kh), g)
@@ -51,6 +53,8 @@ def conv_shape(op: Conv, prog: Program, g: int = 1, v: int = 1):
 
 def stem_rows(op: Conv, prog: Program, g: int, v: int) -> bool:
     """Whether V rows per beat at this conv are the generator's stem walk (rtl.walk.check_rows)."""
+    if not isinstance(op, Conv):
+        return False
     x, y = prog.tensors[op.input].shape, prog.tensors[op.output].shape
     kh, kw = (int(k) for k in prog.arrays[op.weight].shape[2:])
     try:
@@ -61,16 +65,21 @@ def stem_rows(op: Conv, prog: Program, g: int, v: int) -> bool:
 
 
 def live_outputs(prog: Program, op: Conv) -> np.ndarray:
-    """[C_out] bool: outputs that are not constant whatever the input."""
+    """[C_out] bool: outputs that are not constant whatever the input (a max pool's: all)."""
     x = prog.tensors[op.input]
+    if isinstance(op, MaxPool):
+        return np.ones(x.shape[0], bool)
     xlo, xhi = stream_range(x)
     const = prog.arrays[op.bias].astype(np.int64) + round_const(op.shift)
     return ~_constant(*_sums(prog.arrays[op.weight], const, xlo, xhi), op.shift, op.clamp_lo, op.clamp_hi)
 
 
 def used_taps(prog: Program, op: Conv) -> np.ndarray:
-    """[C_in, KH, KW]: taps some non-constant output reads through a nonzero weight."""
+    """[C_in, KH, KW]: taps some non-constant output reads through a nonzero weight (a max pool
+    reads every tap)."""
     x, y = prog.tensors[op.input], prog.tensors[op.output]
+    if isinstance(op, MaxPool):
+        return np.ones((x.shape[0], *kernel_of(prog, op)), bool)
     c_in, c_out = x.shape[0], y.shape[0]
     codes = prog.arrays[op.weight]
     kh, kw = codes.shape[2:]
@@ -86,10 +95,10 @@ def storage(prog: Program, op, g: int = 1, v: int = 1, trim: bool = True, taps=N
     reads and of constant outputs (synthesis removes them); False: the generator's register_bits.
     taps: (used_taps, live output count) of a conv, when the caller has them already.
     out_depth: the output FIFO's words (rtl.depths sizes some deeper than the default)."""
-    if isinstance(op, Conv):
+    if windowed(op):    # a conv or a max pool: the same walk
         x, y = prog.tensors[op.input], prog.tensors[op.output]
         c_in, c_out = x.shape[0], y.shape[0]
-        kh, kw = prog.arrays[op.weight].shape[2:]
+        kh, kw = kernel_of(prog, op)
         col, row, ht = conv_shape(op, prog, g, v)
         wt, gl, p = col.steps, col.lanes, col.out_lanes
         vo = row.out_lanes if row else 1
@@ -147,7 +156,7 @@ def storage(prog: Program, op, g: int = 1, v: int = 1, trim: bool = True, taps=N
 
 def cycles(prog: Program, op, g: int = 1, v: int = 1) -> int:
     """Cycles per image of op's module (the generator's cycles_per_image for V = 1)."""
-    if isinstance(op, Conv):
+    if windowed(op):
         col, _, ht = conv_shape(op, prog, g, v)
         return ht * col.steps
     if isinstance(op, (Add, AvgPool)):
@@ -158,7 +167,7 @@ def cycles(prog: Program, op, g: int = 1, v: int = 1) -> int:
 
 def out_format(prog: Program, op, g: int, v: int) -> tuple[int, int]:
     """(lanes, rows) per beat of op's output stream."""
-    if isinstance(op, Conv):
+    if windowed(op):
         col, row, _ = conv_shape(op, prog, g, v)
         return col.out_lanes, (row.out_lanes if row else 1)
     if isinstance(op, Add):
@@ -167,8 +176,9 @@ def out_format(prog: Program, op, g: int, v: int) -> tuple[int, int]:
 
 
 def copies(prog: Program, op, g: int, v: int) -> int:
-    """Copies of the adder network: output pixels per beat (conv), pixels per beat (add)."""
-    if isinstance(op, Conv):
+    """Copies of the adder network: output pixels per beat (conv; a max pool's comparators), pixels
+    per beat (add)."""
+    if windowed(op):
         p, vo = out_format(prog, op, g, v)
         return p * vo
     if isinstance(op, Add):

@@ -55,6 +55,9 @@ A_CARRY_BIT = CARRY_BIT_FA * A_FA
 A_REQUANT_BIT = 0.3 * A_AND2
 # A plain register bit with a load enable: DFF + enable mux. [drv]
 A_REG_BIT = A_DFF + A_MUX2
+# A max pool's comparator (rtl/pool.py: y = a > b ? a : b), per bit: a subtractor's carry bit (priced
+# as a tree adder's) and a 2:1 mux. [drv; not calibrated: no max pool in the calibration set]
+A_CMP_BIT = A_CARRY_BIT + A_MUX2
 # A storage bit of a flip-flop array (line buffer, FIFO) of `words` words: DFF + write-enable
 # mux + its share of a words:1 read mux tree ((words - 1) / words MUX2 per bit), times a factor
 # for address decoding. [drv, factor cal]
@@ -99,6 +102,7 @@ E_SRAM64_1MB = 100.0 * SCALE_45_TO_7    # [drv] same, 1 MB array
 E_ADDER_BIT = E_ADD8 / 8            # [drv] per adder bit per evaluation (the per-op figure
                                     # averages switching on random data; no glitch factor) [asm]
 E_REQUANT_BIT = 0.5 * E_ADDER_BIT   # [asm] one simple gate per bit
+E_CMP_BIT = E_ADDER_BIT + E_REQUANT_BIT   # [drv] a comparator bit: an adder bit and a mux bit
 E_FF_BIT = 2 * E_ADDER_BIT          # [asm] a clocked flip-flop (clock pin + data toggle at 50 %)
 E_SRAM_BIT_SMALL = E_SRAM64_8KB / 64    # [drv] per bit read or written, line buffers / FIFOs
 E_SRAM_BIT_LARGE = E_SRAM64_1MB / 64    # [drv] per bit, the NPU's ~1 MB weight memory

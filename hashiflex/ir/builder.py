@@ -8,7 +8,7 @@ import numpy as np
 
 from ..quant.modules import QAvgPool
 from .intervals import analyze, pos_neg_sums
-from .spec import Add, AvgPool, Conv, Linear, Program, Tensor, po2_weight_ints
+from .spec import Add, AvgPool, Conv, Linear, MaxPool, Program, Tensor, po2_weight_ints
 
 
 class ProgBuilder:
@@ -60,6 +60,20 @@ class ProgBuilder:
         name = f"pool{len(self.ops)}"
         self.tensors[name] = Tensor(name, (c,), False, 8, 0)
         self.ops.append(AvgPool(name, x, name, int(mult), int(k), clamp[0], clamp[1]))
+        return name
+
+    def maxpool(self, x: str, k=2, stride=None, pad=0) -> str:
+        """A max pool of x (kernel k, stride defaulting to k, padding never wins): on x's grid."""
+        t = self.tensors[x]
+        c, h, w = t.shape
+        kh, kw = (k, k) if isinstance(k, int) else tuple(k)
+        stride = (kh, kw) if stride is None else stride
+        sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+        ph, pw = (pad, pad) if isinstance(pad, int) else tuple(pad)
+        name = f"maxpool{len(self.ops)}"
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        self.tensors[name] = Tensor(name, (c, oh, ow), t.signed, t.bits, t.frac)
+        self.ops.append(MaxPool(name, x, name, (kh, kw), (sh, sw), (ph, pw)))
         return name
 
     def linear(self, x: str, cout: int, mode="po2", max_code=5, prune=0.3) -> str:

@@ -8,6 +8,8 @@ the operation and the fx node.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
 
 import torch
@@ -123,7 +125,12 @@ def capture(model: nn.Module, example_input: torch.Tensor) -> tuple[GraphSpec, d
     model = model.eval()
     try:
         gm = fx.symbolic_trace(model)
-        ShapeProp(gm).propagate(example_input)
+        inputs = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+        if len(inputs) != 1:
+            raise UserError(f"the model takes {len(inputs)} inputs ({', '.join(inputs)}); hashiflex takes one image "
+                            "input (a model with more than one input is not supported)")
+        with contextlib.redirect_stderr(io.StringIO()):   # ShapeProp prints the traceback of a failure itself
+            ShapeProp(gm).propagate(example_input)
     except UserError:
         raise
     except Exception as e:  # fx raises many types for untraceable code

@@ -1,19 +1,19 @@
 """Output FIFO depths: deep enough that no module's output FIFO costs the pipeline throughput.
 
 Every module emits through a FIFO (common.OUT_FIFO_DEPTH = 2 words by default) after its output
-register. A conv consumer does not take input on some steps: its padding rows and columns and,
-at an image boundary, the bottom padding rows of one image back to back with the top of the
-next. If that dead run outlasts its producer's idle gap, the producer's 2-word FIFO fills and the
-producer stalls: Verilator then measures a few cycles per image more than the slowest module's
-figure (2 on the small-po2 plan's stem, 196 -> 198).
+register. A conv (or max pool: the same walk) consumer does not take input on some steps: its
+padding rows and columns and, at an image boundary, the bottom padding rows of one image back to
+back with the top of the next. If that dead run outlasts its producer's idle gap, the producer's
+2-word FIFO fills and the producer stalls: Verilator then measures a few cycles per image more
+than the slowest module's figure (2 on the small-po2 plan's stem, 196 -> 198).
 
 Here each producer -> conv consumer edge is simulated cycle by cycle, both walking their own step
-patterns (the generator's masks, conv.step_flags), the producer free-running (its input always
+patterns (the generator's masks, window.step_flags), the producer free-running (its input always
 there, its worst case) and the consumer never blocked downstream, with the handshake of the RTL:
 the producer's output register and a FIFO of `depth` words (push when not full, pop when the
 consumer's step takes input). The depth is the smallest >= 2 whose steady-state period is at
 most the design's cycles per image, so the edge costs no throughput; it is 2 wherever that
-already holds. Edges into adds and pools (which take a beat on every step) and skip-FIFO
+already holds. Edges into adds and average pools (which take a beat on every step) and skip-FIFO
 operands (sized by the schedule) are not constrained here. Widening converters buffer their own
 beats and are modelled as takes on the module's steps.
 
@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.spec import Add, AvgPool, Conv, Program
+from ..ir.spec import Add, AvgPool, Program
 from .common import OUT_FIFO_DEPTH
-from .conv import plan_conv, step_flags
 from .schedule import hw_ops, items
+from .walk import windowed
+from .window import plan_conv, step_flags
 
 MAX_DEPTH = 64
 
@@ -36,7 +37,7 @@ MAX_DEPTH = 64
 def _pattern(prog: Program, op, fmt: tuple[int, int], src: int) -> tuple[np.ndarray, np.ndarray]:
     """(takes, emits) per step of one image: input beats of the module's port, output beats."""
     g, v = fmt
-    if isinstance(op, Conv):
+    if windowed(op):   # a conv or a max pool: the walk's own masks
         p = plan_conv(op, prog, g, src, v)
         takes, emits = step_flags(p)
         if p.src_lanes > g:    # narrowing: the port gives a beat when the first of its slices is taken
@@ -106,7 +107,7 @@ def out_fifo_depths(prog: Program, lanes: dict[str, int], formats: dict[str, tup
     cycles = max([items(prog.tensors[prog.input].shape, first[0], first[1])] + [len(t) for t, _ in pats.values()])
     out: dict[str, int] = {}
     for cons in ops:
-        if not isinstance(cons, Conv) or cons.input not in by_out:
+        if not windowed(cons) or cons.input not in by_out:
             continue
         prod = by_out[cons.input]
         if isinstance(prod, AvgPool):

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..ir.sharing import AdderGraphs, solve_adder_graphs
-from ..ir.spec import Add, AvgPool, Conv, Program
+from ..ir.spec import Add, AvgPool, Conv, MaxPool, Program
 from .common import Module, fifo_register_bits
-from .walk import check_rows, columns
+from .pool import check_maxpool
+from .walk import check_rows, columns, kernel_of, windowed
 from .convert import check_convertible
 from .depths import out_fifo_depths
 from .layers import OUT_FIFO_DEPTH, layer_module, stream_bits
@@ -42,9 +43,9 @@ def _write(path: Path, text: str) -> None:
 def plan_lanes(prog: Program, parallelism) -> tuple[dict[str, int], dict[str, int]]:
     """Pixels per beat of every tensor and P (output pixels per cycle) of every layer.
 
-    A stream with G lanes carries G pixels of a row per beat. A conv fed G > 1 lanes with column
-    stride s computes P = G / s outputs per cycle, so P follows from the input lanes and the
-    strides: the first layer's P (an int `parallelism`, or its entry in the dict) sets the input
+    A stream with G lanes carries G pixels of a row per beat. A conv (or max pool) fed G > 1 lanes
+    with column stride s computes P = G / s outputs per cycle, so P follows from the input lanes and
+    the strides: the first layer's P (an int `parallelism`, or its entry in the dict) sets the input
     lanes (P * stride), and every later layer's P is derived; a dict entry that disagrees is an
     error naming the derived value."""
     ops = hw_ops(prog)
@@ -57,13 +58,15 @@ def plan_lanes(prog: Program, parallelism) -> tuple[dict[str, int], dict[str, in
         raise UserError("parallelism P must be >= 1")
     first = ops[0]
     p0 = asked.get(first.name, 1)
-    lanes = {prog.input: (p0 * first.stride[1] if p0 > 1 else 1) if isinstance(first, Conv) else 1}
+    lanes = {prog.input: (p0 * first.stride[1] if p0 > 1 else 1) if windowed(first) else 1}
     par = {}
     for op in ops:
-        if isinstance(op, Conv):
+        if windowed(op):
+            if isinstance(op, MaxPool):
+                check_maxpool(op, prog)
             g = lanes[op.input]
             _, _, w = prog.tensors[op.input].shape
-            col = columns(op, w, prog.tensors[op.output].shape[2], prog.arrays[op.weight].shape[3], g)
+            col = columns(op, w, prog.tensors[op.output].shape[2], kernel_of(prog, op)[1], g)
             lanes[op.output] = par[op.name] = col.out_lanes
         elif isinstance(op, Add):
             if lanes[op.a] != lanes[op.b]:
@@ -83,10 +86,10 @@ def plan_lanes(prog: Program, parallelism) -> tuple[dict[str, int], dict[str, in
 def plan_formats(prog: Program, formats: dict[str, tuple[int, int]]) -> tuple[dict[str, int], dict[str, int],
                                                                              dict[str, tuple[int, int]]]:
     """Per-layer lanes (a plan's formats, {op: (G lanes, V rows)} of each op's input): (pixels per
-    beat of every tensor as produced, P of every layer, the formats as generated). A conv whose
-    input arrives with other lanes than its G gets a width converter (rtl.convert); adds and
-    pools take their input as it comes; V > 1 only for a stem conv fed by the chip input
-    (walk.check_rows). One line for anything the generator does not build."""
+    beat of every tensor as produced, P of every layer, the formats as generated). A conv or max
+    pool whose input arrives with other lanes than its G gets a width converter (rtl.convert);
+    adds and average pools take their input as it comes; V > 1 only for a stem conv fed by the
+    chip input (walk.check_rows). One line for anything the generator does not build."""
     ops = hw_ops(prog)
     missing = [op.name for op in ops if op.name not in formats]
     if missing or len(formats) != len(ops):
@@ -108,17 +111,19 @@ def plan_formats(prog: Program, formats: dict[str, tuple[int, int]]) -> tuple[di
     for op in ops:
         g = formats[op.name][0]
         made[op.name] = (g, formats[op.name][1])
-        if isinstance(op, Conv):
+        if windowed(op):
+            if isinstance(op, MaxPool):
+                check_maxpool(op, prog)
             _, _, w = prog.tensors[op.input].shape
             if lanes[op.input] != g:
                 check_convertible(op.name, w, lanes[op.input], g)
-            col = columns(op, w, prog.tensors[op.output].shape[2], prog.arrays[op.weight].shape[3], g)
+            col = columns(op, w, prog.tensors[op.output].shape[2], kernel_of(prog, op)[1], g)
             lanes[op.output] = par[op.name] = col.out_lanes
             continue
         got = {lanes[t] for t in prog.op_inputs(op)}
         if isinstance(op, (Add, AvgPool)) and got != {g}:
             raise UserError(f"layer {op.name}: its inputs arrive with {sorted(got)} pixels per beat and the plan "
-                            f"gives it {g}; width converters are generated in front of convs only")
+                            f"gives it {g}; width converters are generated in front of convs and max pools only")
         if isinstance(op, Add):
             lanes[op.output] = par[op.name] = g
         else:

@@ -132,7 +132,7 @@ class ModuleEntry(_Entry):
     """One generated layer module: its counts (from what was emitted) and its geometry."""
     name: Name
     op: Name
-    kind: Literal["conv", "add", "avgpool", "linear"]
+    kind: Literal["conv", "add", "avgpool", "maxpool", "linear"]
     file: FileName
     P: Pos
     in_width: list[Width] = Field(min_length=1, max_length=2)
@@ -160,17 +160,21 @@ class ModuleEntry(_Entry):
     lanes_src: Dim | None = None    # a conv fed through a width converter: its port's pixels per beat
     rows_in: Dim | None = None      # a stem conv fed several image rows per beat
     out_fifo_depth: Annotated[StrictInt, Field(ge=3, le=64)] | None = None   # deeper than the default (rtl.depths)
+    comparators: Count | None = None          # a max pool's comparator trees (all lanes), rtl.pool
+    comparator_bits: Count | None = None
+    comparator_depth: Count | None = None
 
     @model_validator(mode="after")
     def _kind_fields(self):
         if self.pipeline_stages is not None and self.kind != "conv":
             raise ValueError(f"module {self.name}: only convs are pipelined")
-        if self.lanes_src is not None and (self.kind != "conv" or self.lanes_src == self.lanes_in or
+        if self.lanes_src is not None and (self.kind not in WALKS or self.lanes_src == self.lanes_in or
                                            (self.lanes_src % self.lanes_in and self.lanes_in % self.lanes_src)):
-            raise ValueError(f"module {self.name}: a width converter is on a conv, from lanes that one of "
-                             f"lanes_src and lanes_in divides")
-        if self.out_fifo_depth is not None and self.kind not in ("conv", "add"):
-            raise ValueError(f"module {self.name}: only convs and adds feed a conv through a sized output FIFO")
+            raise ValueError(f"module {self.name}: a width converter is on a conv or max pool, from lanes that one "
+                             f"of lanes_src and lanes_in divides")
+        if self.out_fifo_depth is not None and self.kind not in ("conv", "add", "maxpool"):
+            raise ValueError(f"module {self.name}: only convs, adds and max pools feed a conv through a sized "
+                             f"output FIFO")
         if self.rows_in is not None and (self.kind != "conv" or self.rows_in < 2 or self.lanes_src is not None):
             raise ValueError(f"module {self.name}: rows_in (> 1) is for a stem conv fed by the chip input")
         given = {k for k in KIND_FIELDS["all"] if getattr(self, k) is not None}
@@ -186,13 +190,15 @@ class ModuleEntry(_Entry):
         return self.kind == "linear" or (self.kind == "conv" and self.groups == 1)
 
     def copies(self) -> int:
-        """Copies of the adder network: one per output lane for convs and adds."""
-        return self.P if self.kind in ("conv", "add") else 1
+        """Copies of the adder (comparator) network: one per output lane for convs, adds and max pools."""
+        return self.P if self.kind in ("conv", "add", "maxpool") else 1
 
 
-_CONV = {"kernel", "stride", "padding", "groups", "traversal", "lanes_in", "lanes_out", "adder_depth",
-         "adder_depth_naive"}
+WALKS = ("conv", "maxpool")    # kinds that walk a window (rtl/window.py)
+_WALK = {"kernel", "stride", "padding", "traversal", "lanes_in", "lanes_out"}
+_CONV = _WALK | {"groups", "adder_depth", "adder_depth_naive"}
 KIND_FIELDS = {"conv": _CONV, "add": {"lanes"}, "avgpool": {"mult", "shift", "lanes"},
+               "maxpool": _WALK | {"comparators", "comparator_bits", "comparator_depth"},
                "linear": {"adder_depth", "adder_depth_naive"}}
 KIND_FIELDS["all"] = set().union(*KIND_FIELDS.values())
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir.spec import Add, AvgPool, Conv, Linear, Program
-from .walk import columns
+from .walk import columns, kernel_of, windowed
 from .convert import beat_map
 
 SKIP_SLACK = 3
@@ -95,13 +95,13 @@ def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None
             return memo[t]
         op = producer.get(t)
         res = None
-        if isinstance(op, Conv):
+        if windowed(op):   # a conv or a max pool: the same walk
             inner = need(op.input)
             if inner is not None:
                 src_g = lanes.get(op.input, 1)
                 g, v = formats.get(op.name, (src_g, 1))
                 idx = conv_need_index(op, prog.tensors[op.input].shape, prog.tensors[t].shape,
-                                      prog.arrays[op.weight].shape[2:], g, v)
+                                      kernel_of(prog, op), g, v)
                 if g != src_g:   # module beats -> the port's beats, through the width converter
                     _, _, w = prog.tensors[op.input].shape
                     per_row, m = -(-w // g), beat_map(w, src_g, g)
@@ -125,25 +125,87 @@ def skip_fifos(prog: Program, lanes: dict[str, int] | None = None, extra: dict[s
                formats: dict[str, tuple[int, int]] | None = None) -> dict[tuple[str, str], int]:
     """{(add op name, operand port 'a'|'b'): FIFO depth} for every residual add.
 
-    The operand that is an ancestor of the other (the skip branch) is delayed in a FIFO deep
-    enough to hold everything the other branch consumes before producing a matching item:
-    depth >= max_i(need_other(i) - i) + 1 keeps the fork before the branches from blocking while
-    the conv branch still needs input, so the pipeline cannot deadlock; STAGE_LATENCY more per
-    module on the branch, and one per pipeline stage of its adder network (`extra`: {op: stages};
-    items the fork pushes while results ripple through it) plus a small slack keep the fork from
-    stalling in steady state, so the add costs no throughput."""
+    Both operands descend from a fork tensor f, their nearest common ancestor (an operand itself
+    for a skip connection). Item i of the add needs f up to X_i = max(need_a(i), need_b(i)); by
+    then operand p's branch can have produced #{j : need_p(j) <= X_i} items, of which the add has
+    taken i. An operand whose branch runs ahead (it can produce items before the other operand's
+    matching ones, or has less latency) is delayed in a FIFO that holds them all, depth >=
+    max_i(#{j : need_p(j) <= X_i} - i), so the fork never blocks while the other branch still
+    needs input and the pipeline cannot deadlock; STAGE_LATENCY more per module on the other
+    branch, and one per pipeline stage of its adder network (`extra`: {op: stages}; items the fork
+    pushes while results ripple through it) plus a small slack keep the fork from stalling in
+    steady state, so the add costs no throughput. For a skip connection (need_skip(j) = j) the
+    first term is max_i(need_other(i) - i) + 1 and only the skip operand gets a FIFO."""
     depths = {}
     for op in hw_ops(prog):
         if not isinstance(op, Add):
             continue
-        for port, skip, other in (("a", op.a, op.b), ("b", op.b, op.a)):
-            found = need_from(prog, skip, other, lanes, extra, formats)
-            if found is not None:
-                n, latency = found
-                lead = int((n - np.arange(len(n))).max(initial=0))
-                depths[(op.name, port)] = lead + 1 + latency + STAGE_LATENCY + SKIP_SLACK
-                break
-        else:
-            raise UserError(f"residual add {op.name}: neither operand feeds the other; only skip connections "
-                            f"(one operand an ancestor of the other) are supported in RTL")
+        f = fork_of(prog, op.a, op.b)
+        if f in (op.a, op.b):    # a skip connection: the ancestor operand waits for the branch
+            port, other = ("a", op.b) if f == op.a else ("b", op.a)
+            n, latency = need_from(prog, f, other, lanes, extra, formats)
+            lead = int((n - np.arange(len(n))).max(initial=0))
+            depths[(op.name, port)] = lead + 1 + latency + STAGE_LATENCY + SKIP_SLACK
+            continue
+        check_branches(prog, op, f)
+        (na, la), (nb, lb) = (need_from(prog, f, t, lanes, extra, formats) for t in (op.a, op.b))
+        depths.update({(op.name, port): d for port, d in branch_fifos(na, la, nb, lb).items()})
     return depths
+
+
+def branch_fifos(na: np.ndarray, la: int, nb: np.ndarray, lb: int) -> dict[str, int]:
+    """{operand port: FIFO depth} of an add whose operands a and b are computed from one fork
+    tensor: item i of operand p needs the fork's items up to need_p(i) and comes la / lb cycles
+    of latency after it. A port gets a FIFO when its branch can run ahead: it makes items before
+    the fork has pushed X_i = max(need_a(i), need_b(i)) beyond the i the add has taken, or it
+    has less latency than the other; the depth holds #{j : need_p(j) <= X_i} - i items for every
+    i plus the other branch's latency and the slack (skip_fifos)."""
+    x = np.maximum(na, nb)                 # items of the fork that item i of the add needs
+    i = np.arange(len(x))
+    out = {}
+    for port, n, lat, other in (("a", na, la, lb), ("b", nb, lb, la)):
+        srt = np.sort(n)
+        ahead = int((np.searchsorted(srt, x, side="left") - i).max(initial=0))   # made before f[X_i]
+        if ahead <= 0 and lat >= other:
+            continue    # this branch never runs ahead: its items are taken as they come
+        hold = int((np.searchsorted(srt, x, side="right") - i).max(initial=1))
+        out[port] = hold + other + STAGE_LATENCY + SKIP_SLACK
+    return out
+
+
+def ancestors(prog: Program, t: str) -> set[str]:
+    """The tensors `t` is computed from, `t` included."""
+    producer = {op.output: op for op in prog.ops}
+    seen, todo = set(), [t]
+    while todo:
+        u = todo.pop()
+        if u not in seen:
+            seen.add(u)
+            if u in producer:
+                todo += list(prog.op_inputs(producer[u]))
+    return seen
+
+
+def fork_of(prog: Program, a: str, b: str) -> str:
+    """The nearest common ancestor of tensors a and b: the latest tensor in stream order that both
+    are computed from (a itself when a feeds b)."""
+    common = ancestors(prog, a) & ancestors(prog, b)
+    order = [prog.input] + [op.output for op in prog.ops]
+    return max(common, key=order.index)
+
+
+def check_branches(prog: Program, add: Add, f: str) -> None:
+    """One line unless both operands of `add` are computed from the fork f alone (every op on the
+    way reads only tensors computed from f), the two-branch residuals the schedule sizes."""
+    from_f = {f}
+    for op in prog.ops:     # topological: the tensors computed from f
+        if any(i in from_f for i in prog.op_inputs(op)):
+            from_f.add(op.output)
+    producer = {op.output: op for op in prog.ops}
+    for t in (add.a, add.b):
+        for u in sorted(ancestors(prog, t) & from_f - {f}):
+            stray = [i for i in prog.op_inputs(producer[u]) if i not in from_f]
+            if stray:
+                raise UserError(f"residual add {add.name}: its operands' branches fork from {f}, but layer "
+                                f"{producer[u].name} also reads {stray[0]}; only residuals whose two branches start "
+                                f"at one tensor are supported in RTL")

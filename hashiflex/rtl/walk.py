@@ -1,13 +1,28 @@
-"""The walks of a conv's traversal: how its steps cover the columns of a row (lanes G per beat)
-and the rows of an image (one row per step, or V rows per beat for a stem), the geometry shared
-by the generator (rtl/conv.py), the schedule (rtl/schedule.py) and the cost model (cost/storage.py).
+"""The walks of a conv's (and a max pool's) traversal: how its steps cover the columns of a row
+(lanes G per beat) and the rows of an image (one row per step, or V rows per beat for a stem),
+the geometry shared by the generator (rtl/window.py), the schedule (rtl/schedule.py) and the cost
+model (cost/storage.py).
 See docs/architecture.md, "Per-layer parallelism P (lanes)"."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..errors import UserError
-from ..ir.spec import Conv
+from ..ir.spec import Conv, MaxPool, Program
+
+
+def windowed(op) -> bool:
+    """Ops that walk a window over their input: a conv, and a max pool (the conv's traversal with a
+    comparator tree instead of adders, rtl/pool.py). Everything geometric treats them alike."""
+    return isinstance(op, (Conv, MaxPool))
+
+
+def kernel_of(prog: Program, op) -> tuple[int, int]:
+    """(KH, KW) of a windowed op: a conv's weight shape, a max pool's kernel."""
+    if isinstance(op, MaxPool):
+        return int(op.kernel[0]), int(op.kernel[1])
+    kh, kw = prog.arrays[op.weight].shape[2:]
+    return int(kh), int(kw)
 
 
 @dataclass(frozen=True)

@@ -243,14 +243,15 @@ def link(tb_cpp: str, blocks: list[BuiltBlock], v: Verilator, out: Path) -> floa
     """Compile the testbench and link it with every block's library into `out`; returns seconds."""
     t0 = time.perf_counter()
     objs = runtime_objects(v)
-    inc = Path(v.root) / "include"
+    inc = Path(v.root).resolve() / "include"
+    out = Path(out).resolve()    # g++ runs in out's folder: every path it is given must be absolute
     out.parent.mkdir(parents=True, exist_ok=True)
     src = out.with_name("tb.cpp")
     src.write_text(tb_cpp)
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
     cmd = ["g++", CXX_OPT, "-std=c++17", f"-I{inc}", f"-I{inc / 'vltstd'}", *DEFINES,
-           *[f"-I{b.dir}" for b in blocks], str(src), "-o", str(tmp), *[str(b.library) for b in blocks],
-           *map(str, objs), "-pthread"]
+           *[f"-I{Path(b.dir).resolve()}" for b in blocks], str(src), "-o", str(tmp),
+           *[str(Path(b.library).resolve()) for b in blocks], *(str(Path(o).resolve()) for o in objs), "-pthread"]
     run(cmd, out.parent, "C++ build of the testbench")
     os.replace(tmp, out)
     return time.perf_counter() - t0

@@ -62,7 +62,7 @@ def _plan_obj(prog):
 
 @pytest.mark.parametrize("edit, says", [
     (lambda d: d["layers"][1].update(rows=2), "2 rows per beat (V > 1) is generated for the first conv only"),
-    (lambda d: d["layers"][2].update(lanes=3), "width converters are generated in front of convs only"),
+    (lambda d: d["layers"][2].update(lanes=3), "width converters are generated in front of convs and max pools only"),
     (lambda d: [d["layers"][0].update(lanes=2), d["layers"][1].update(lanes=3)], "one divides the other"),
     (lambda d: d["layers"].pop(), "not this network's hardware layers"),
     (lambda d: d.update(npu=None), "NPU does not match"),
