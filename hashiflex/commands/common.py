@@ -178,7 +178,7 @@ def dataset_split(dataset: str | None, split: str, data: str | None, limit: int 
 
     ds = load_dataset(dataset, shape, data)
     if len(ds.classes) != classes:
-        raise UserError(f"--dataset {dataset} has {len(ds.classes)} classes and {where} {classes}: "
+        raise UserError(f"--dataset {dataset} has {len(ds.classes)} classes and {where} has {classes}: "
                         "pass the dataset the model was built for")
     x, y = (ds.xtr, ds.ytr) if split == "train" else (ds.xte, ds.yte)
     if len(x) == 0:
