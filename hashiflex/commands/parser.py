@@ -189,6 +189,7 @@ def _add_sweep(sub) -> None:
                    help="existing folder to keep every point's quantized checkpoint in (<point>.pt)")
     _ray_option(p, "each (exponent bits, pruning, seed) point is a Ray task of one CPU")
     _qat_options(p, 0.25)
+    _dataset_option(p)
     _common(p)
     p.set_defaults(module="sweep")
 
