@@ -133,7 +133,7 @@ def test_cli_target_plan_and_estimate(tmp_path, tiny_po2, capfd):
     (a / "plan.json").write_bytes((b / "plan.json").read_bytes())
     for argv, says in (
             (["--target-ips", "1e12"], "no design the RTL generates reaches"),
-            (["--target-ips", "1e6", "--clock-ghz", "50"], "cannot meet"),
+            (["--target-ips", "1e6", "--clock-ghz", "15"], "cannot meet"),
             (["--plan", str(tmp_path / "p.json"), "--parallelism", "2"], "drop"),
             (["--target-ips", "1e6", "--no-rtl"], "drop --no-rtl"),
             (["--clock-ghz", "1.0"], "--clock-ghz applies to --target-ips"),
