@@ -42,6 +42,21 @@ def synthetic_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def png_claiming(path: Path, w: int, h: int) -> None:
+    """A valid 4x4 PNG whose header (with a correct CRC) claims w x h pixels: a decompression bomb's
+    header, without its payload."""
+    import zlib
+
+    from PIL import Image
+
+    Image.new("L", (4, 4), 7).save(path)
+    raw = bytearray(path.read_bytes())
+    i = raw.index(b"IHDR")
+    raw[i + 4:i + 12] = struct.pack(">II", w, h)
+    raw[i + 17:i + 21] = struct.pack(">I", zlib.crc32(bytes(raw[i:i + 17])))
+    path.write_bytes(bytes(raw))
+
+
 def write_fashion_mnist(d: Path, n_train: int = N_TRAIN, n_test: int = N_TEST) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     for (img, lbl), n, seed in ((("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"), n_train, 0),

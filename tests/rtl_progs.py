@@ -14,6 +14,44 @@ from hashiflex.rtl import generate_rtl
 from hashiflex.verify import harness, verify_build
 
 
+def mobilenet_block_prog() -> Program:
+    """expand 1x1 -> depthwise 3x3 -> project 1x1 -> add with the block input, then a second add
+    whose skip is the first add's output: two identity skips (the adds are add4 and add6)."""
+    b = ProgBuilder((3, 8, 8), seed=5)
+    x = b.conv("input", 4, k=3, clamp=(0, 127))
+    y = b.conv(x, 8, k=1, pad=0)
+    y = b.conv(y, depthwise=True, k=3)
+    y = b.conv(y, 4, k=1, pad=0, clamp=(-64, 63))
+    z = b.add(x, y, align_a=1, align_b=0, shift=1)
+    z2 = b.conv(z, depthwise=True, k=3, clamp=(-50, 60))
+    b.add(z2, z, align_a=0, align_b=2, shift=2, clamp=(-20, 100))
+    return b.program()
+
+
+def assert_counts_match_manifest(prog: Program, man, p: int) -> list:
+    """The cost model's replay from the IR alone (out FIFO depths, adders and adder bits, register
+    bits, cycles of every module at first-layer P = p) equals the manifest generate_rtl wrote;
+    returns [(op, manifest module, counted network, lane copies)] for further checks."""
+    from hashiflex.cost import counts, design, storage
+    from hashiflex.rtl.generate import plan_lanes
+    from hashiflex.rtl.schedule import hw_ops
+
+    lanes, _ = plan_lanes(prog, p)
+    depths = design.out_depths(prog, {op.name: (lanes[prog.op_inputs(op)[0]], 1) for op in hw_ops(prog)})
+    assert depths == {m.op: m.out_fifo_depth for m in man.modules if m.out_fifo_depth}
+    out = []
+    for op, m in zip(hw_ops(prog), man.modules):
+        g = lanes[prog.op_inputs(op)[0]]
+        net = counts.adder_network(prog, op, g)
+        k = storage.copies(prog, op, g, 1)
+        assert (net.adders * k, net.adder_bits * k) == (m.adders, m.adder_bits), op.name
+        assert storage.storage(prog, op, g, 1, trim=False, out_depth=depths.get(op.name, 2)).total_bits == \
+            m.register_bits, op.name
+        assert storage.cycles(prog, op, g, 1) == m.cycles_per_image, op.name
+        out.append((op, m, net, k))
+    return out
+
+
 def assert_lint_clean(rtl_dir, man) -> None:
     """Verilator -Wall on the generated files: no warning at all."""
     lint = subprocess.run([harness.verilator(), "--quiet", "--lint-only", "-Wall", "--top-module", man.top,

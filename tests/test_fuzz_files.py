@@ -38,6 +38,23 @@ def _refused_in_one_line(fn):
         return False, str(e)
 
 
+def _byte_mutation(data, good: bytes, hows: list[str]) -> tuple[str, bytes]:
+    """(how, mutated bytes): a byte flipped, bytes inserted or appended, or the file cut; other
+    `hows` are returned with the bytes unchanged for the caller to handle."""
+    raw = bytearray(good)
+    how = data.draw(st.sampled_from(hows))
+    i = data.draw(st.integers(0, len(raw) - 1))
+    if how == "flip":
+        raw[i] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        raw = raw[:i]
+    elif how == "insert":
+        raw[i:i] = data.draw(st.binary(min_size=1, max_size=8))
+    elif how == "append":
+        raw += data.draw(st.binary(min_size=1, max_size=8))
+    return how, bytes(raw)
+
+
 def _json_mutation(draw, good):
     """A mutated text of a JSON document: a value replaced or deleted, or the text cut or given a
     non-UTF-8 byte."""
@@ -127,19 +144,8 @@ def _image_bytes() -> bytes:
 @FUZZ
 @given(data=st.data())
 def test_fuzz_npu_image(data):
-    good = _image_bytes()
-    raw = bytearray(good)
-    how = data.draw(st.sampled_from(["flip", "cut", "insert", "append"]))
-    i = data.draw(st.integers(0, len(raw) - 1))
-    if how == "flip":
-        raw[i] ^= data.draw(st.integers(1, 255))
-    elif how == "cut":
-        raw = raw[:i]
-    elif how == "insert":
-        raw[i:i] = data.draw(st.binary(min_size=1, max_size=8))
-    else:
-        raw += data.draw(st.binary(min_size=1, max_size=8))
-    ok, got = _refused_in_one_line(lambda: parse(bytes(raw)))
+    _, raw = _byte_mutation(data, _image_bytes(), ["flip", "cut", "insert", "append"])
+    ok, got = _refused_in_one_line(lambda: parse(raw))
     assert not ok, "a changed NPU image was accepted"   # the SHA-256 covers every byte
 
 
@@ -228,17 +234,9 @@ def test_fuzz_checkpoint(ckpt_file, tmp_path_factory, data):
 
     good, state = ckpt_file
     p = tmp_path_factory.mktemp("c") / "m.pt"
-    how = data.draw(st.sampled_from(["flip", "flip", "cut", "insert", "weight", "sane", "graph"]))
+    how, raw = _byte_mutation(data, good.read_bytes(), ["flip", "flip", "cut", "insert", "weight", "sane", "graph"])
     if how in ("flip", "cut", "insert"):
-        raw = bytearray(good.read_bytes())
-        i = data.draw(st.integers(0, len(raw) - 1))
-        if how == "flip":
-            raw[i] ^= data.draw(st.integers(1, 255))
-        elif how == "cut":
-            raw = raw[:i]
-        else:
-            raw[i:i] = data.draw(st.binary(min_size=1, max_size=8))
-        p.write_bytes(bytes(raw))
+        p.write_bytes(raw)
     else:
         blob = torch.load(good, weights_only=True)
         sd = blob["state_dict"]
@@ -283,18 +281,8 @@ def test_fuzz_image_folder(tmp_path_factory, data):
         (d / c).mkdir()
         Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8)).save(d / c / "x.png")
     victim = d / data.draw(st.sampled_from(["a", "b"])) / "x.png"
-    raw = bytearray(victim.read_bytes())
-    how = data.draw(st.sampled_from(["flip", "flip", "cut", "insert", "text"]))
-    i = data.draw(st.integers(0, len(raw) - 1))
-    if how == "flip":
-        raw[i] ^= data.draw(st.integers(1, 255))
-    elif how == "cut":
-        raw = raw[:i]
-    elif how == "insert":
-        raw[i:i] = data.draw(st.binary(min_size=1, max_size=8))
-    else:
-        raw = bytearray(b"not an image at all\n")
-    victim.write_bytes(bytes(raw))
+    how, raw = _byte_mutation(data, victim.read_bytes(), ["flip", "flip", "cut", "insert", "text"])
+    victim.write_bytes(b"not an image at all\n" if how == "text" else raw)
     size, channels = data.draw(st.sampled_from([(28, 1), (8, 3)]))
     ok, got = _refused_in_one_line(lambda: load_image_folder(str(d), size, channels))
     if ok:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import png_claiming
 from hashiflex import checkpoint
 from robustness_common import assert_error, run, tree
 
@@ -400,20 +401,6 @@ def _folder(root, classes=("a", "b"), n=2, write=None):
     return root
 
 
-def _png_claiming(path, w, h):
-    import struct
-    import zlib
-
-    from PIL import Image
-
-    Image.new("L", (4, 4), 7).save(path)
-    raw = bytearray(path.read_bytes())
-    i = raw.index(b"IHDR")
-    raw[i + 4:i + 12] = struct.pack(">II", w, h)
-    raw[i + 17:i + 21] = struct.pack(">I", zlib.crc32(bytes(raw[i:i + 17])))
-    path.write_bytes(bytes(raw))
-
-
 def _float_tiff(root):
     from PIL import Image
 
@@ -424,7 +411,7 @@ DATA_CASES = {   # id: (folder builder, words)
     "data-two-classes-for-ten": (lambda r: _folder(r), ["2 classes", "10"]),
     "data-empty-class": (lambda r: _folder(r, classes=[str(i) for i in range(10)],
                                            write=lambda q: (q / "9z").mkdir()), ["has no images"]),
-    "data-bomb-png": (lambda r: _folder(r, classes=[str(i) for i in range(10)], write=lambda q: _png_claiming(
+    "data-bomb-png": (lambda r: _folder(r, classes=[str(i) for i in range(10)], write=lambda q: png_claiming(
         q / "0" / "z.png", 20000, 20000)), ["claims 20000x20000"]),
     "data-text-as-png": (lambda r: _folder(r, classes=[str(i) for i in range(10)], write=lambda q: (
         q / "3" / "notes.png").write_text("hello")), ["cannot read image"]),

@@ -6,17 +6,15 @@ import numpy as np
 import pytest
 
 from hashiflex.cli import main
-from hashiflex.cost import balance, counts, design, model, storage, tech
-from hashiflex.errors import UserError
+from hashiflex.cost import balance, design, model, storage, tech
 from hashiflex.ir import serialize
 from hashiflex.ir.build import program_from_qmodel, random_qmodel
 from hashiflex.ir.sharing import solve_adder_graphs
 from hashiflex.models.mobilenetv2 import MobileNetV2Config
 from hashiflex.quant.config import QuantConfig
 from hashiflex.rtl import generate_rtl
-from hashiflex.rtl.generate import plan_lanes
 from hashiflex.rtl.schedule import hw_ops
-from rtl_progs import ProgBuilder
+from rtl_progs import ProgBuilder, assert_counts_match_manifest
 
 
 def _residual_prog():
@@ -53,17 +51,7 @@ def test_counts_equal_the_generator(tmp_path, make, ps):
     prog = make()
     for p in ps:
         man = generate_rtl(prog, tmp_path / str(p), p, share=False)
-        lanes, _ = plan_lanes(prog, p)
-        depths = design.out_depths(prog, {op.name: (lanes[prog.op_inputs(op)[0]], 1) for op in hw_ops(prog)})
-        assert depths == {m.op: m.out_fifo_depth for m in man.modules if m.out_fifo_depth}
-        for op, m in zip(hw_ops(prog), man.modules):
-            g = lanes[prog.op_inputs(op)[0]]
-            net = counts.adder_network(prog, op, g)
-            k = storage.copies(prog, op, g, 1)
-            assert (net.adders * k, net.adder_bits * k) == (m.adders, m.adder_bits), op.name
-            assert storage.storage(prog, op, g, 1, trim=False, out_depth=depths.get(op.name, 2)).total_bits == \
-                m.register_bits, op.name
-            assert storage.cycles(prog, op, g, 1) == m.cycles_per_image, op.name
+        for op, m, net, _ in assert_counts_match_manifest(prog, man, p):
             if m.adder_depth is not None:
                 assert net.depth == m.adder_depth, op.name
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import synthetic_split, write_fashion_mnist, write_idx
+from conftest import png_claiming, synthetic_split, write_fashion_mnist, write_idx
 from hashiflex.data import fashion_mnist, find_data_dir, load_fashion_mnist, load_image_folder
 from hashiflex.errors import UserError
 
@@ -112,19 +112,6 @@ def test_missing_data_errors_name_the_source_and_the_fixes(tmp_path, monkeypatch
         find_data_dir(str(tmp_path))
 
 
-def _png_claiming(path, w: int, h: int) -> None:
-    """A valid 4x4 PNG whose header (with a correct CRC) claims w x h pixels."""
-    import struct
-    import zlib
-
-    Image.new("L", (4, 4), 7).save(path)
-    raw = bytearray(path.read_bytes())
-    i = raw.index(b"IHDR")
-    raw[i + 4:i + 12] = struct.pack(">II", w, h)
-    raw[i + 17:i + 21] = struct.pack(">I", zlib.crc32(bytes(raw[i:i + 17])))
-    path.write_bytes(bytes(raw))
-
-
 def test_image_folder_limits_scaling_and_empty_classes(tmp_path):
     """16-bit images are scaled by their full range (65535 -> 255), not clipped; a header that
     claims more than MAX_PIXELS is refused before decoding; an empty class folder is refused."""
@@ -142,7 +129,7 @@ def test_image_folder_limits_scaling_and_empty_classes(tmp_path):
     with pytest.raises(UserError, match="has no images"):
         load_image_folder(str(tmp_path / "ok"))
     (tmp_path / "bomb" / "a").mkdir(parents=True)
-    _png_claiming(tmp_path / "bomb" / "a" / "z.png", 1 << 15, 1 << 15)
+    png_claiming(tmp_path / "bomb" / "a" / "z.png", 1 << 15, 1 << 15)
     with pytest.raises(UserError, match="claims 32768x32768") as e:
         load_image_folder(str(tmp_path / "bomb"))
     assert f"{MAX_PIXELS:,}" in str(e.value)

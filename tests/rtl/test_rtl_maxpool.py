@@ -6,14 +6,12 @@ missing."""
 import numpy as np
 import pytest
 
-from hashiflex.cost import counts, design, storage
+from hashiflex.cost import design
 from hashiflex.errors import UserError
 from hashiflex.rtl import generate_rtl
-from hashiflex.rtl.generate import plan_lanes
-from hashiflex.rtl.schedule import hw_ops
 from hashiflex.sim.reference import run_reference
 from hashiflex.verify.layers import verify_layers
-from rtl_progs import ProgBuilder, rtl_check
+from rtl_progs import ProgBuilder, assert_counts_match_manifest, rtl_check
 
 
 def _pool(man):
@@ -138,17 +136,7 @@ def test_cost_model_counts_the_generators_comparators(tmp_path, p):
     b.pool(x)
     prog = b.program()
     man = generate_rtl(prog, tmp_path / "rtl", p, share=False)
-    lanes, _ = plan_lanes(prog, p)
-    depths = design.out_depths(prog, {op.name: (lanes[prog.op_inputs(op)[0]], 1) for op in hw_ops(prog)})
-    assert depths == {m.op: m.out_fifo_depth for m in man.modules if m.out_fifo_depth}
-    for op, m in zip(hw_ops(prog), man.modules):
-        g = lanes[prog.op_inputs(op)[0]]
-        net = counts.adder_network(prog, op, g)
-        k = storage.copies(prog, op, g, 1)
-        assert (net.adders * k, net.adder_bits * k) == (m.adders, m.adder_bits), op.name
-        assert storage.storage(prog, op, g, 1, trim=False, out_depth=depths.get(op.name, 2)).total_bits == \
-            m.register_bits, op.name
-        assert storage.cycles(prog, op, g, 1) == m.cycles_per_image, op.name
+    for op, m, net, k in assert_counts_match_manifest(prog, man, p):
         if m.kind == "maxpool":
             assert (net.comparators * k, net.comparator_bits * k, net.depth) == \
                 (m.comparators, m.comparator_bits, m.comparator_depth), op.name

@@ -2,7 +2,7 @@
 on random Po2 weights and random images. These fail (never skip) when Verilator is missing."""
 import pytest
 
-from rtl_progs import ProgBuilder, rtl_check
+from rtl_progs import ProgBuilder, mobilenet_block_prog, rtl_check
 
 
 def test_full_conv_3x3_stride1_pad1(tmp_path):
@@ -46,15 +46,7 @@ def test_requantize_shifts_and_clamps(tmp_path, shift, clamp):
 
 def test_residual_add_mobilenet_block_with_stalls(tmp_path):
     """expand 1x1 -> depthwise 3x3 -> project 1x1 -> add with the block input (skip FIFO)."""
-    b = ProgBuilder((3, 8, 8), seed=5)
-    x = b.conv("input", 4, k=3, clamp=(0, 127))
-    y = b.conv(x, 8, k=1, pad=0)
-    y = b.conv(y, depthwise=True, k=3)
-    y = b.conv(y, 4, k=1, pad=0, clamp=(-64, 63))
-    z = b.add(x, y, align_a=1, align_b=0, shift=1)
-    z2 = b.conv(z, depthwise=True, k=3, clamp=(-50, 60))
-    b.add(z2, z, align_a=0, align_b=2, shift=2, clamp=(-20, 100))
-    prog = b.program()
+    prog = mobilenet_block_prog()
     out = rtl_check(prog, tmp_path, n_images=4)
     assert len(out["manifest"].skip_fifos) == 2
     again = rtl_check(prog, tmp_path, n_images=4, seed=7, stall_in=30, stall_out=40)

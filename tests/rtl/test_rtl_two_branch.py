@@ -11,7 +11,7 @@ from hashiflex.errors import UserError
 from hashiflex.rtl import generate, generate_rtl
 from hashiflex.rtl.schedule import SKIP_SLACK, STAGE_LATENCY, branch_fifos, fork_of, need_from, skip_fifos
 from hashiflex.verify import verify_build
-from rtl_progs import ProgBuilder, rtl_check
+from rtl_progs import ProgBuilder, mobilenet_block_prog, rtl_check
 
 
 def _downsampling_block(seed=3, shape=(3, 12, 12), head=False):
@@ -129,15 +129,8 @@ def test_pipelined_two_branch_block(tmp_path, k):
 def test_identity_skips_keep_their_fifo():
     """A skip connection (one operand feeds the other) is the special case need_skip(j) = j: one
     FIFO on the skip operand, max_i(need(i) - i) + 1 + the branch's latency + slack deep."""
-    b = ProgBuilder((3, 8, 8), seed=5)
-    x = b.conv("input", 4, k=3, clamp=(0, 127))
-    y = b.conv(x, 8, k=1, pad=0)
-    y = b.conv(y, depthwise=True, k=3)
-    y = b.conv(y, 4, k=1, pad=0, clamp=(-64, 63))
-    z = b.add(x, y, align_a=1, align_b=0, shift=1)
-    z2 = b.conv(z, depthwise=True, k=3, clamp=(-50, 60))
-    b.add(z2, z, align_a=0, align_b=2, shift=2, clamp=(-20, 100))
-    prog = b.program()
+    prog = mobilenet_block_prog()
+    x, y, z, z2 = "conv0", "conv3", "add4", "conv5"
     got = skip_fifos(prog, {})
     want = {}
     for add, port, skip, other in (("add4", "a", x, y), ("add6", "b", z, z2)):
