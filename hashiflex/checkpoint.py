@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Annotated, Literal
 
 from .errors import UserError, os_error_hint
 
@@ -97,6 +99,31 @@ def _check_weights(path: Path, sd: dict) -> None:
             raise UserError(f"checkpoint {path}: {k} has negative variances; re-create the checkpoint")
 
 
+class _Header(BaseModel):
+    """The fields around the state_dict: types and ranges (the architecture inside model_config
+    is checked by the model registry when it is built; quant_config by QuantConfig)."""
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=True, populate_by_name=True)
+    format: Literal["hashiflex-checkpoint"]
+    version: Literal[1, 2]
+    kind: Literal["fp32", "po2"]
+    arch: dict = Field(alias="model_config")
+    quant_config: dict | None
+    meta: dict
+    checksum: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    state_dict: dict
+    path: str | None = None
+
+
+def _check_header(path: Path, blob: dict) -> None:
+    try:
+        _Header.model_validate(blob)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "the file"
+        raise UserError(f"checkpoint {path}: {where}: {err['msg']}; re-create it with 'hashiflex train' or "
+                        "'hashiflex quantize'") from None
+
+
 def load(name_or_path: str | None) -> dict:
     """Load and validate a checkpoint; never unpickles arbitrary objects."""
     path = resolve(name_or_path)
@@ -117,6 +144,7 @@ def load(name_or_path: str | None) -> dict:
                         f"{' and '.join(map(str, READS))}")
     if blob.get("kind") not in ("fp32", "po2"):
         raise UserError(f"{path} has unknown kind {blob.get('kind')!r}")
+    _check_header(path, blob)
     sd = blob.get("state_dict")
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise UserError(f"{path} has no valid state_dict")

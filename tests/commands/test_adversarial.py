@@ -374,6 +374,8 @@ CKPT_CASES = {   # id: (edit, reseal, words)
     "ckpt-graph-extra-key": (lambda b: b["model_config"].__setitem__("width_mult", 1.0), True, ["bad model_config"]),
     "ckpt-graph-bad-stride": (lambda b: b["model_config"]["graph"]["nodes"][0]["attrs"].__setitem__("stride", [0, 1]),
                               True, ["bad model_config", "stride"]),
+    "ckpt-meta-not-an-object": (lambda b: b.__setitem__("meta", ["accuracy", 0.99]), True, ["meta", "dictionary"]),
+    "ckpt-unknown-field": (lambda b: b.__setitem__("trainer_state", {"step": 3}), True, ["trainer_state"]),
     "ckpt-graph-classes-mismatch": (lambda b: b["model_config"]["graph"].__setitem__("num_classes", 7), True,
                                     ["7 classes"]),
 }
