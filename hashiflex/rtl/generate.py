@@ -11,6 +11,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..progress import bar
 from ..ir.sharing import AdderGraphs, solve_adder_graphs
 from ..ir.spec import Add, AvgPool, Conv, MaxPool, Program
 from .common import Module, fifo_register_bits
@@ -192,7 +193,7 @@ def emit_modules(prog: Program, ops: list, lanes: dict[str, int], graphs: AdderG
     to `formats[op]`'s lanes where that differs; V rows per beat for a stem; the output FIFO
     `depths[op]` deep where rtl.depths needs more than the default), then the primitives."""
     modules = []
-    for i, op in enumerate(ops):
+    for i, op in enumerate(bar(ops, desc="verilog", unit="layer")):
         solved = graphs.get(op.name) if graphs is not None else None
         src = lanes[prog.op_inputs(op)[0]]
         g, v = (formats or {}).get(op.name, (src, 1))
