@@ -44,8 +44,10 @@ def totals(d: dict) -> str:
              f"area {d['area_mm2']:.3f} mm^2 (" + ", ".join(f"{k} {v:.3f}" for k, v in d["area_breakdown_mm2"].items()
                                                          if v) + ")",
              f"energy {d['energy_pj_per_image'] / 1e6:.3f} uJ per image, {d['power_w']:.2f} W at that rate",
-             f"hardened: {d['adders']:,} adders, {d['adder_bits']:,} adder bits, {d['register_bits']:,} register bits, "
-             f"{d['sram_bits']:,} SRAM bits"]
+             f"hardened: {d['adders']:,} adders, {d['adder_bits']:,} adder bits, "
+             + (f"{d['comparators']:,} comparators ({d['comparator_bits']:,} bits, max pools), "
+                if d.get("comparators") else "")
+             + f"{d['register_bits']:,} register bits, {d['sram_bits']:,} SRAM bits"]
     if d.get("npu"):
         n = d["npu"]
         lines.append(f"NPU: {n['lanes']} lanes x batch {n['batch']} ({n['multipliers']:,} multipliers), "
