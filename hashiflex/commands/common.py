@@ -158,6 +158,17 @@ def model_config(blob: dict) -> dict:
     return cfg
 
 
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """--input-shape C,H,W of a --model factory's images."""
+    try:
+        c, h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--input-shape {text!r}: write C,H,W, e.g. 1,28,28") from None
+    if not (1 <= c <= 64 and 1 <= h <= 4096 and 1 <= w <= 4096):
+        raise UserError(f"--input-shape {text}: C must be 1..64 and H, W 1..4096")
+    return c, h, w
+
+
 def check_fashion_fits(cfg: dict, where: str) -> None:
     shape, classes = input_shape_of(cfg), num_classes_of(cfg)
     if shape != FASHION_SHAPE or classes != 10:

@@ -9,17 +9,7 @@ from ..errors import UserError
 from ..models.capture import capture, load_factory
 from ..models.graph import GraphNet
 from ..train.loop import to_model_input
-from .common import output_file
-
-
-def _shape(text: str) -> tuple[int, int, int]:
-    try:
-        c, h, w = (int(v) for v in text.split(","))
-    except ValueError:
-        raise UserError(f"--input-shape {text!r}: write C,H,W, e.g. 1,28,28") from None
-    if not (1 <= c <= 64 and 1 <= h <= 4096 and 1 <= w <= 4096):
-        raise UserError(f"--input-shape {text}: C must be 1..64 and H, W 1..4096")
-    return c, h, w
+from .common import output_file, parse_input_shape
 
 
 def run(args):
@@ -32,7 +22,7 @@ def run(args):
         source = args.source
     else:
         torch.manual_seed(args.seed)   # the factory's initial weights
-        shape = _shape(args.input_shape)
+        shape = parse_input_shape(args.input_shape)
         example = to_model_input(torch.zeros((2, *shape), dtype=torch.uint8))
         spec, state = capture(load_factory(args.model), example)
         source = args.model

@@ -109,6 +109,8 @@ def _add_train(sub) -> None:
     p.add_argument("--model", metavar="FILE.py:FACTORY",
                    help="train your own float CNN: a factory (no arguments) returning an nn.Module, in a file or "
                         "an importable module, e.g. hashiflex.models.zoo:resnet8 (README 'Bring your own model')")
+    p.add_argument("--input-shape", default="1,28,28", metavar="C,H,W",
+                   help="image shape a --model takes (default 1,28,28: Fashion-MNIST; other data sets: --dataset)")
     p.add_argument("--init", metavar="PATH", help="start from an FP32 checkpoint's network and weights "
                    "(e.g. one written by 'hashiflex import')")
     p.add_argument("--width", type=float, help="MobileNetV2 width multiplier, (0, 4] (default 0.5)")

@@ -15,8 +15,8 @@ from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 from ..models.capture import capture, load_factory
 from ..models.graph import GraphNet
 from ..train.loop import TrainSettings, accuracy, predict, to_model_input, train
-from .common import (FASHION_SHAPE, check_count, check_epochs, check_finite, check_lr, dataset_split, fp32_model,
-                     output_file, resolve_device)
+from .common import (check_count, check_epochs, check_finite, check_lr, dataset_split, fp32_model,
+                     output_file, parse_input_shape, resolve_device)
 
 
 MOBILENET_OPTIONS = (("--width", "width", 0.5), ("--first-stride", "first_stride", 1),
@@ -39,8 +39,8 @@ def _architecture(args) -> tuple[dict, nn.Module, str]:
             raise UserError(f"--init {blob['path']} is quantized: pass an FP32 checkpoint")
         return blob["model_config"], fp32_model(blob), f"network from {blob['path']}"
     if args.model:
-        spec, state = capture(load_factory(args.model), to_model_input(torch.zeros((2, *FASHION_SHAPE),
-                                                                                   dtype=torch.uint8)))
+        shape = parse_input_shape(args.input_shape)
+        spec, state = capture(load_factory(args.model), to_model_input(torch.zeros((2, *shape), dtype=torch.uint8)))
         model = GraphNet(spec)
         model.load_state_dict(state)
         return {"graph": spec.to_dict()}, model, f"{args.model}"

@@ -93,3 +93,40 @@ def test_refusals(tmp_path, capfd, fmnist_dir, case):
                 Image.new("L", (28, 28), 40 * i).save(tmp_path / "imgs" / c / f"{i}.png")
     assert_error(run(argv, capfd), *words)
     assert tree(out) == []
+
+
+RGB_NET = ("from torch import nn\n"
+           "def build():\n"
+           "    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),\n"
+           "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n")
+
+
+def test_shape_channels_and_classes_come_from_the_model(tmp_path, capfd, monkeypatch):
+    """A 3-channel 16x16 two-class CNN on an image folder: train --model --input-shape ->
+    quantize -> eval compare -> compile -> verify (Verilator) -> finetune, all on --dataset
+    folder:PATH; nothing assumes Fashion-MNIST's 1x28x28 and 10 classes."""
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for c, col in (("red", 0), ("green", 1)):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(20):
+            a = rng.integers(0, 60, (16, 16, 3), dtype=np.uint8)
+            a[..., col] += 150
+            Image.fromarray(a).save(tmp_path / "imgs" / c / f"{i}.png")
+    (tmp_path / "net.py").write_text(RGB_NET)
+    ds = ["--dataset", "folder:imgs"]
+    assert_ok(run(["train", "--model", "net.py:build", "--input-shape", "3,16,16", *ds, "--out", "f.pt",
+                   "--epochs", "3"], capfd, bad=False))
+    assert_ok(run(["quantize", "--checkpoint", "f.pt", *ds, "--out", "q.pt", "--epochs", "1"], capfd, bad=False))
+    r = _json(assert_ok(run(["eval", "--checkpoint", "q.pt", *ds, "--engine", "compare", "--json"], capfd,
+                            bad=False)))
+    assert r["images"] == 8 and r["mismatches"] == 0
+    assert_ok(run(["compile", "--checkpoint", "q.pt", "--out", "b"], capfd, bad=False))
+    v = _json(assert_ok(run(["verify", "b", *ds, "--json"], capfd, bad=False)))
+    assert v["mismatches"] == 0 and v["images"] == 8 and v["cycles_per_image"] == v["expected_cycles_per_image"]
+    f = _json(assert_ok(run(["finetune", "b", *ds, "--out", "h.npuimg", "--json"], capfd, bad=False)))
+    assert f["classes"] == ["green", "red"] and f["test_images"] == 8
+    assert_error(run(["eval", "--checkpoint", "q.pt", "--images", "4"], capfd), "3x16x16", "--dataset")
