@@ -1,4 +1,4 @@
-"""Upper bounds of numeric options (commands/parser.py: UPPER, shown in --help, checked before any
+"""Upper bounds of numeric options (commands/bounds.py: UPPER, shown in --help, checked before any
 command runs) and the size estimate compile gives before generating RTL that would be too big."""
 import pytest
 
