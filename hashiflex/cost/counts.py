@@ -8,7 +8,9 @@ manifest); all rows of a layer are combined level by level at once. It also give
 requantizer's widths and the live bits after each tree level (for pipeline registers).
 
 A max pool has no adders: one comparator tree per output channel over its kh x kw window taps
-(rtl.pool), n - 1 comparators as wide as the stream in ceil(log2 n) levels.
+(rtl.pool), n - 1 comparators as wide as the stream in ceil(log2 n) levels. A windowed average
+pool has, per output channel, the tree of its n = kh x kw taps (n - 1 adders) and the global
+pool's scaling tree over the CSD digits of mult (`window_average_network`).
 
 Registers, memories and cycles per stream format are in cost.storage.
 """
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir.intervals import bits_for
-from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program, csd_digits, round_const
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, csd_digits, round_const
 from ..rtl.common import stream_bits, stream_range
 
 _BIG = 1 << 40
@@ -263,6 +265,8 @@ def adder_network(prog: Program, op, lanes: int = 1) -> Network:
         return net
     if isinstance(op, MaxPool):
         return comparator_network(prog, op)
+    if isinstance(op, AvgPoolWindow):
+        return window_average_network(prog, op)
     raise TypeError(f"no adder network for {op!r}")
 
 
@@ -279,3 +283,27 @@ def comparator_network(prog: Program, op: MaxPool) -> Network:
         levels.append(live * b * c)
     return Network(depth=len(levels), max_width=b if n > 1 else 0, outputs=c, level_bits=levels,
                    comparators=(n - 1) * c, comparator_bits=(n - 1) * b * c)
+
+
+def window_average_network(prog: Program, op: AvgPoolWindow) -> Network:
+    """One copy of a windowed average pool (one output pixel, every channel), as rtl.pool emits it:
+    per channel the balanced tree of its n = kh x kw taps (each in the stream's range, so the sum
+    is in [n lo, n hi]), then sum * mult as a tree over mult's CSD digits plus the rounding
+    constant and the requantizer (the global pool's scaling); nothing when the clamp makes the
+    output constant. The sum feeds the scaling tree in the same cycle: depth and live bits run
+    through both."""
+    x, y = prog.tensors[op.input], prog.tensors[op.output]
+    c = x.shape[0]
+    xlo, xhi = stream_range(x)
+    n = int(op.kernel[0]) * int(op.kernel[1])
+    slo, shi = n * xlo, n * xhi
+    mult = _small([(neg, k, slo, shi) for k, neg in csd_digits(op.mult)], round_const(op.shift), op.shift,
+                  op.clamp_lo, op.clamp_hi, stream_bits(y))
+    if not mult.outputs:
+        return Network()
+    acc = _small([(False, 0, xlo, xhi)] * n, 0, 0, None, None, bits_for(slo, shi))
+    net = (acc + mult).scaled(c)
+    net.outputs = c
+    net.depth = acc.depth + mult.depth
+    net.level_bits = [b * c for b in acc.level_bits + mult.level_bits]
+    return net

@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UserError
-from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program
 from ..ir.sharing import AdderGraphs
 from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits
 from ..rtl.convert import converter_register_bits
@@ -73,9 +73,9 @@ def kind_of(prog: Program, op) -> str:
         if kh == kw == 1:
             return "pw1x1"
         return f"conv{kh}x{kw}" + (f"/s{op.stride[0]}" if op.stride[0] > 1 else "")
-    if isinstance(op, MaxPool):
+    if isinstance(op, (MaxPool, AvgPoolWindow)):
         (kh, kw), s = op.kernel, op.stride[0]
-        return f"maxpool{kh}x{kw}" + (f"/s{s}" if s > 1 else "")
+        return f"{'maxpool' if isinstance(op, MaxPool) else 'avgpool'}{kh}x{kw}" + (f"/s{s}" if s > 1 else "")
     return {Add: "add", AvgPool: "avgpool", Linear: "linear-po2"}[type(op)]
 
 
@@ -378,7 +378,7 @@ def models_for(prog: Program, manifest: Manifest | None = None, graphs: AdderGra
     for op in hw_ops(prog):
         m = manifest.module(op.name) if manifest is not None else None
         shared = None
-        if m is not None and not isinstance(op, (AvgPool, MaxPool)):   # pools: no shared adders
+        if m is not None and not isinstance(op, (AvgPool, MaxPool, AvgPoolWindow)):   # pools: no shared adders
             k = m.copies()
             shared = (m.adders // k, m.adder_bits // k, m.adder_depth or 0)
         elif m is None and graphs is not None and graphs.get(op.name) is not None:

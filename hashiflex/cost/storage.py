@@ -1,8 +1,8 @@
 """Register and memory inventory, cycles and output format of a module for a stream format:
 G pixels of a row per beat (the RTL's lanes) and V rows per beat (V > 1 is a model-only
 extension, docs/cost.md), with the generator's formulas (rtl/window.py, conv.py, pool.py,
-layers.py, common.py). A max pool walks its window as a conv does (every tap read, every output
-live).
+layers.py, common.py). A max pool or windowed average pool walks its window as a conv does (every
+tap read, every output live, unless an average pool's clamp makes its outputs constant).
 """
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..ir.intervals import bits_for
-from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program, round_const
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, round_const
 from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits, stream_range
+from ..rtl.pool import constant_average
 from ..errors import UserError
 from ..rtl.walk import check_rows, columns, kernel_of, row_walk, windowed
 from .counts import _constant, _sums
@@ -39,7 +40,7 @@ def fifo_storage(width: int, depth: int, name: str = "fifo") -> Storage:
 
 
 def conv_shape(op, prog: Program, g: int = 1, v: int = 1):
-    """(column plan, row plan, rows of steps per image) of a conv or max pool for G lanes and V
+    """(column plan, row plan, rows of steps per image) of a conv or windowed pool for G lanes and V
     rows per beat (V > 1: the column rule applied to rows, model only)."""
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     _, h, w = x.shape
@@ -65,21 +66,24 @@ def stem_rows(op: Conv, prog: Program, g: int, v: int) -> bool:
 
 
 def live_outputs(prog: Program, op: Conv) -> np.ndarray:
-    """[C_out] bool: outputs that are not constant whatever the input (a max pool's: all)."""
+    """[C_out] bool: outputs that are not constant whatever the input (a max pool's: all; an average
+    pool's: all or none, its channels share the stream's range)."""
     x = prog.tensors[op.input]
     if isinstance(op, MaxPool):
         return np.ones(x.shape[0], bool)
+    if isinstance(op, AvgPoolWindow):
+        return np.full(x.shape[0], constant_average(op, *stream_range(x)) is None)
     xlo, xhi = stream_range(x)
     const = prog.arrays[op.bias].astype(np.int64) + round_const(op.shift)
     return ~_constant(*_sums(prog.arrays[op.weight], const, xlo, xhi), op.shift, op.clamp_lo, op.clamp_hi)
 
 
 def used_taps(prog: Program, op: Conv) -> np.ndarray:
-    """[C_in, KH, KW]: taps some non-constant output reads through a nonzero weight (a max pool
-    reads every tap)."""
+    """[C_in, KH, KW]: taps some non-constant output reads through a nonzero weight (a pool reads
+    every tap of its live outputs)."""
     x, y = prog.tensors[op.input], prog.tensors[op.output]
-    if isinstance(op, MaxPool):
-        return np.ones((x.shape[0], *kernel_of(prog, op)), bool)
+    if isinstance(op, (MaxPool, AvgPoolWindow)):
+        return np.ones((x.shape[0], *kernel_of(prog, op)), bool) & live_outputs(prog, op)[:, None, None]
     c_in, c_out = x.shape[0], y.shape[0]
     codes = prog.arrays[op.weight]
     kh, kw = codes.shape[2:]
@@ -95,7 +99,7 @@ def storage(prog: Program, op, g: int = 1, v: int = 1, trim: bool = True, taps=N
     reads and of constant outputs (synthesis removes them); False: the generator's register_bits.
     taps: (used_taps, live output count) of a conv, when the caller has them already.
     out_depth: the output FIFO's words (rtl.depths sizes some deeper than the default)."""
-    if windowed(op):    # a conv or a max pool: the same walk
+    if windowed(op):    # a conv or a windowed pool: the same walk
         x, y = prog.tensors[op.input], prog.tensors[op.output]
         c_in, c_out = x.shape[0], y.shape[0]
         kh, kw = kernel_of(prog, op)
@@ -176,8 +180,8 @@ def out_format(prog: Program, op, g: int, v: int) -> tuple[int, int]:
 
 
 def copies(prog: Program, op, g: int, v: int) -> int:
-    """Copies of the adder network: output pixels per beat (conv; a max pool's comparators), pixels
-    per beat (add)."""
+    """Copies of the adder network: output pixels per beat (conv, windowed average pool; a max pool's
+    comparators), pixels per beat (add)."""
     if windowed(op):
         p, vo = out_format(prog, op, g, v)
         return p * vo

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..quant.modules import QAvgPool
 from .intervals import analyze, pos_neg_sums
-from .spec import Add, AvgPool, Conv, Linear, MaxPool, Program, Tensor, po2_weight_ints
+from .spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, Tensor, po2_weight_ints
 
 
 class ProgBuilder:
@@ -74,6 +74,25 @@ class ProgBuilder:
         oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         self.tensors[name] = Tensor(name, (c, oh, ow), t.signed, t.bits, t.frac)
         self.ops.append(MaxPool(name, x, name, (kh, kw), (sh, sw), (ph, pw)))
+        return name
+
+    def avgpool(self, x: str, k=3, stride=None, pad=0, clamp=None) -> str:
+        """A windowed average pool of x (avgpool2d: the zero-padded window's sum times the fixed-point
+        1/N of QAvgPool.constants(N), N = kh*kw; stride defaulting to k), on x's grid; `clamp`
+        defaults to the 8-bit range of x's sign."""
+        t = self.tensors[x]
+        c, h, w = t.shape
+        kh, kw = (k, k) if isinstance(k, int) else tuple(k)
+        stride = (kh, kw) if stride is None else stride
+        sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
+        ph, pw = (pad, pad) if isinstance(pad, int) else tuple(pad)
+        signed = t.signed or self._range(x)[0] < 0
+        lo, hi = clamp if clamp is not None else ((-128, 127) if signed else (0, 255))
+        mult, shift = QAvgPool.constants(kh * kw)
+        name = f"avgpool{len(self.ops)}"
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        self.tensors[name] = Tensor(name, (c, oh, ow), lo < 0, 8, t.frac)
+        self.ops.append(AvgPoolWindow(name, x, name, (kh, kw), (sh, sw), (ph, pw), int(mult), int(shift), lo, hi))
         return name
 
     def linear(self, x: str, cout: int, mode="po2", max_code=5, prune=0.3) -> str:

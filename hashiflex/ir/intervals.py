@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .spec import Add, AvgPool, Conv, Linear, MaxPool, Program, po2_weight_ints, rshift_round
+from .spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, po2_weight_ints, rshift_round
 
 INPUT_RANGE = (0, 255)
 
@@ -88,6 +88,14 @@ def analyze(prog: Program) -> Program:
             x = tensors[op.input]
             olo, ohi = x.lo, x.hi
             ops.append(replace(op, acc_lo=olo, acc_hi=ohi))
+        elif isinstance(op, AvgPoolWindow):   # N = kh*kw taps, each in x's range (widened to 0 when padded)
+            x = tensors[op.input]
+            n = op.kernel[0] * op.kernel[1]
+            xl, xh = (min(x.lo, 0), max(x.hi, 0)) if any(op.padding) else (x.lo, x.hi)
+            alo, ahi = n * xl, n * xh
+            olo = _requant(alo * op.mult, op.shift, op.clamp_lo, op.clamp_hi)
+            ohi = _requant(ahi * op.mult, op.shift, op.clamp_lo, op.clamp_hi)
+            ops.append(replace(op, acc_lo=alo, acc_hi=ahi))
         elif isinstance(op, AvgPool):
             x = tensors[op.input]
             n = x.shape[1] * x.shape[2]

@@ -1,8 +1,8 @@
 """Lowering: quantized PyTorch model -> IR Program, via torch.fx graph capture.
 
 Assumes the model was calibrated (fractions linked) and is in eval mode; every node must be a
-quantized leaf (QInput, QConvBN, QAdd, QAvgPool, QLinearNPU, QLinearPo2), a Dropout, or a
-flatten. The first other node is named in a UserError.
+quantized leaf (QInput, QConvBN, QAdd, QAvgPool, QMaxPool, QAvgPoolWindow, QLinearNPU, QLinearPo2),
+a Dropout, or a flatten. The first other node is named in a UserError.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..quant.graph import is_pass_through, link_fracs, trace
 from ..quant.modules import QAdd, QAvgPool, QAvgPoolWindow, QConvBN, QInput, QLinearNPU, QLinearPo2, QMaxPool
 from ..quant.po2 import act_range
-from .spec import Add, AvgPool, Conv, Linear, MaxPool, Program, Tensor
+from .spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, Tensor
 
 
 def _codes(sign: torch.Tensor, exp: torch.Tensor, name: str) -> np.ndarray:
@@ -42,16 +42,21 @@ def _maxpool(name: str, x: Tensor, pool) -> tuple[Tensor, MaxPool]:
     return t, MaxPool(name, x.name, name, (kh, kw), (sh, sw), (ph, pw))
 
 
-def _window_pool(name: str, x: Tensor, m) -> tuple[Tensor, Conv, np.ndarray]:
-    """An average over a window of N = 2^s pixels is a depthwise conv whose weights are all 1
-    (Po2 code 1 at e_min = -s), requantized by a round-half-up shift of s: exactly the QAT
-    module's floor(sum / N + 1/2) on the input's grid."""
-    pool = m.pool
-    (kh, kw), (sh, sw), (ph, pw) = _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding)
+def _window_pool(name: str, x: Tensor, m) -> tuple[Tensor, Conv | AvgPoolWindow, np.ndarray | None]:
+    """A windowed average over N = kh*kw pixels, on the input's grid (the QAT module's arithmetic):
+    N = 2^s: a depthwise conv whose weights are all 1 (Po2 code 1 at e_min = -s) requantized by a
+    round-half-up shift of s, floor(sum / N + 1/2), returned with its weights; otherwise an
+    `avgpool2d` op, clamp(rshift_round(sum * mult, shift)) with (mult, shift) = QAvgPool.constants(N),
+    and no weights."""
+    (kh, kw), (sh, sw), (ph, pw) = m.window()
     c, h, w = x.shape
-    s = (kh * kw).bit_length() - 1
     lo, hi = act_range(m.act_bits, m.signed_out)
     t = Tensor(name, (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1), m.signed_out, m.act_bits, x.frac)
+    n = kh * kw
+    if n & (n - 1):
+        mult, k = QAvgPool.constants(n)
+        return t, AvgPoolWindow(name, x.name, name, (kh, kw), (sh, sw), (ph, pw), mult, k, lo, hi), None
+    s = n.bit_length() - 1
     op = Conv(name, x.name, name, f"{name}.weight", f"{name}.bias", (sh, sw), (ph, pw), c, -s, s, lo, hi)
     return t, op, np.ones((c, 1, kh, kw), np.int8)
 
@@ -123,7 +128,8 @@ def lower(model: torch.nn.Module, input_shape: tuple[int, int, int], meta: dict 
         elif isinstance(m, QAvgPoolWindow):
             x = tensors[name_of[node.args[0]]]
             t, op, w = _window_pool(name, x, m)
-            arrays[f"{name}.weight"], arrays[f"{name}.bias"] = w, np.zeros(x.shape[0], np.int64)
+            if w is not None:
+                arrays[f"{name}.weight"], arrays[f"{name}.bias"] = w, np.zeros(x.shape[0], np.int64)
             ops.append(op)
         elif isinstance(m, (QLinearNPU, QLinearPo2)):
             x = tensors[name_of[node.args[0]]]

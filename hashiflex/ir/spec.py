@@ -93,6 +93,27 @@ class MaxPool:
 
 
 @dataclass(frozen=True)
+class AvgPoolWindow:
+    """acc[c, oy, ox] = sum of x[c, oy*sh + ky - ph, ox*sw + kx - pw] over all kh*kw kernel positions,
+    padding counted as 0 (PyTorch's count_include_pad: the divisor is always N = kh*kw);
+    y = clamp(rshift_round(acc * mult, shift), clamp_lo, clamp_hi), on x's grid. The lowering uses
+    it for windows whose N is not a power of two, with (mult, shift) = QAvgPool.constants(N)."""
+    name: str
+    input: str
+    output: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    mult: int
+    shift: int
+    clamp_lo: int
+    clamp_hi: int
+    acc_lo: int | None = None     # interval of the window sums (analysis)
+    acc_hi: int | None = None
+    kind: str = field(default="avgpool2d", init=False)
+
+
+@dataclass(frozen=True)
 class Linear:
     """acc = x @ W^T + bias; y = acc * scale_mult[o] (int8 NPU) or y = acc (Po2, hardened).
 
@@ -110,8 +131,9 @@ class Linear:
     kind: str = field(default="linear", init=False)
 
 
-Op = Union[Conv, Add, AvgPool, MaxPool, Linear]
-OP_TYPES = {"conv": Conv, "add": Add, "avgpool": AvgPool, "maxpool": MaxPool, "linear": Linear}
+Op = Union[Conv, Add, AvgPool, MaxPool, AvgPoolWindow, Linear]
+OP_TYPES = {"conv": Conv, "add": Add, "avgpool": AvgPool, "maxpool": MaxPool, "avgpool2d": AvgPoolWindow,
+            "linear": Linear}
 
 
 @dataclass(frozen=True)
@@ -200,7 +222,7 @@ def _array(prog: "Program", key: str, shape: tuple, what: str, int8: bool = Fals
 def _check_op(prog: "Program", op) -> None:
     """One op's fields against its tensors and arrays."""
     out = prog.tensors[op.output].shape
-    if isinstance(op, (Conv, Add, AvgPool)):
+    if isinstance(op, (Conv, Add, AvgPool, AvgPoolWindow)):
         _int(op.shift, f"op {op.name}: shift", -62, 62)
         _int(op.clamp_lo, f"op {op.name}: clamp_lo", -(1 << 62), 1 << 62)
         _int(op.clamp_hi, f"op {op.name}: clamp_hi", -(1 << 62), 1 << 62)
@@ -227,19 +249,22 @@ def _check_op(prog: "Program", op) -> None:
         ow = (x[2] + 2 * op.padding[1] - kw) // op.stride[1] + 1
         if tuple(out) != (o, oh, ow):
             raise ValueError(f"op {op.name}: output shape {list(out)} is not [{o}, {oh}, {ow}]")
-    elif isinstance(op, MaxPool):
+    elif isinstance(op, (MaxPool, AvgPoolWindow)):
         x = prog.tensors[op.input].shape
+        what = "a max pool" if isinstance(op, MaxPool) else "an average pool"
         for name, v in (("kernel", op.kernel), ("stride", op.stride), ("padding", op.padding)):
             if not isinstance(v, tuple) or len(v) != 2:
                 raise ValueError(f"op {op.name}: {name} must be a pair of integers (got {v!r})")
             for d in v:
                 _int(d, f"op {op.name}: {name}", 0 if name == "padding" else 1, 1 << 16)
         if len(x) != 3 or any(2 * p > k for p, k in zip(op.padding, op.kernel)):
-            raise ValueError(f"op {op.name}: a max pool needs a [C, H, W] input and padding at most half its kernel")
+            raise ValueError(f"op {op.name}: {what} needs a [C, H, W] input and padding at most half its kernel")
         oh = (x[1] + 2 * op.padding[0] - op.kernel[0]) // op.stride[0] + 1
         ow = (x[2] + 2 * op.padding[1] - op.kernel[1]) // op.stride[1] + 1
         if oh < 1 or ow < 1 or tuple(out) != (x[0], oh, ow):
             raise ValueError(f"op {op.name}: output shape {list(out)} is not [{x[0]}, {oh}, {ow}]")
+        if isinstance(op, AvgPoolWindow):
+            _int(op.mult, f"op {op.name}: mult", 0, 1 << 40)
     elif isinstance(op, Add):
         a, b = prog.tensors[op.a].shape, prog.tensors[op.b].shape
         if not (a == b == out):
@@ -290,7 +315,7 @@ def round_const(shift: int) -> int:
 
 def csd_digits(m: int) -> list[tuple[int, bool]]:
     """Canonical signed digits of m > 0: [(shift, negative)], fewest nonzero digits (how hardware
-    multiplies by the constant `AvgPool.mult`: one term per digit)."""
+    multiplies by the constant `AvgPool.mult` / `AvgPoolWindow.mult`: one term per digit)."""
     out, k = [], 0
     while m:
         if m & 1:

@@ -99,12 +99,7 @@ class QGraphNet(QNetBase):
         pool = fp32.layers[n.name]
         if n.op == "maxpool":
             return QMaxPool(pool, qc.act_bits, signed)
-        k = n.attrs["kernel"][0] * n.attrs["kernel"][1]
-        if k & (k - 1):
-            raise UserError(f"node {n.name}: AvgPool2d over {k} pixels ({n.attrs['kernel'][0]}x{n.attrs['kernel'][1]})"
-                            f" is not supported; the window must hold a power of two of pixels (2x2, 4x4, 1x2...) "
-                            "so the average is a shift, or use a global pool")
-        return QAvgPoolWindow(pool, qc.act_bits, signed)
+        return QAvgPoolWindow(pool, qc.act_bits, signed)   # any window: a shift, or a fixed-point 1/N
 
     @staticmethod
     def _head(lin: nn.Linear, qc: QuantConfig) -> nn.Module:

@@ -203,9 +203,13 @@ class QMaxPool(QModule):
 
 
 class QAvgPoolWindow(QModule):
-    """Average pooling over a k x k window of N = power-of-two pixels (zero padding counted, as
-    PyTorch's default): sum, then round-shift by log2 N, on the input's grid. In the IR it is a
-    depthwise conv whose weights are all 1 (Po2 code 1), so every later stage handles it."""
+    """Average pooling over a kh x kw window of N = kh*kw pixels (zero padding counted, PyTorch's
+    default), on the input's grid, in integer units (value * 2^in_frac):
+      N = 2^s:  y = clamp(rshift_round(sum, s)); in the IR a depthwise conv whose weights are all 1
+                (Po2 code 1), so every later stage handles it;
+      else:     y = clamp(rshift_round(sum * mult, shift)) with (mult, shift) = QAvgPool.constants(N),
+                the IR's `avgpool2d` op; float64 computes it exactly (sum * mult < 2^53).
+    While calibrating (the input's scale not linked yet) it passes the float average on."""
 
     def __init__(self, pool: nn.AvgPool2d, act_bits: int, signed: bool):
         super().__init__(act_bits, signed_out=signed, relu6=False)
@@ -214,13 +218,25 @@ class QAvgPoolWindow(QModule):
     def finish_calibration(self) -> None:
         self.calibrating = False
 
+    def window(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """(kernel, stride, padding) as pairs."""
+        p = self.pool
+        pair = lambda v: (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)  # noqa: E731
+        return pair(p.kernel_size), pair(p.stride if p.stride is not None else p.kernel_size), pair(p.padding)
+
     def forward(self, x):
         if self.calibrating:   # the input's scale is not linked yet: pass the float average on
             return self.pool(x)
         f = int(self.in_frac)
-        y = self.pool(x) * 2.0 ** f
         lo, hi = act_range(self.act_bits, self.signed_out)
-        return round_half_up(torch.clamp(y, lo, hi)) / 2.0 ** f
+        (kh, kw), stride, padding = self.window()
+        n = kh * kw
+        if n & (n - 1) == 0:
+            y = self.pool(x) * 2.0 ** f
+            return round_half_up(torch.clamp(y, lo, hi)) / 2.0 ** f
+        mult, k = QAvgPool.constants(n)
+        window_sum = F.avg_pool2d(x, (kh, kw), stride, padding, count_include_pad=True, divisor_override=1) * 2.0 ** f
+        return round_half_up(torch.clamp(window_sum * (mult / 2.0 ** k), lo, hi)) / 2.0 ** f
 
 
 class QLinearNPU(nn.Module):

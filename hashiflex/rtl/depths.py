@@ -37,7 +37,7 @@ MAX_DEPTH = 64
 def _pattern(prog: Program, op, fmt: tuple[int, int], src: int) -> tuple[np.ndarray, np.ndarray]:
     """(takes, emits) per step of one image: input beats of the module's port, output beats."""
     g, v = fmt
-    if windowed(op):   # a conv or a max pool: the walk's own masks
+    if windowed(op):   # a conv or a windowed pool: the walk's own masks
         p = plan_conv(op, prog, g, src, v)
         takes, emits = step_flags(p)
         if p.src_lanes > g:    # narrowing: the port gives a beat when the first of its slices is taken

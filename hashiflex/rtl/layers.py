@@ -1,4 +1,4 @@
-"""One Verilog module per IR op (conv, add, avgpool, maxpool, Po2 linear), streaming with valid/ready.
+"""One Verilog module per IR op (conv, add, avgpool, maxpool, avgpool2d, Po2 linear), streaming with valid/ready.
 
 Every module ends in a 2-entry `hf_fifo`, so its outputs (valid, data) and its input ready are
 driven by registers only. See docs/architecture.md for the schedule each module follows.
@@ -10,12 +10,12 @@ import numpy as np
 from ..errors import UserError
 from ..ir.intervals import bits_for
 from ..ir.sharing import LayerGraph
-from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program, csd_digits, round_const
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, csd_digits, round_const
 from .common import (OUT_FIFO_DEPTH, Module, _concat, _header, _out_fifo, _unused, stream_bits,
                      stream_range)
 from .conv import adder_info, conv_module
 from .emit import Net, Sig, Term, constant_result, lit
-from .pool import maxpool_module
+from .pool import avgpool_window_module, maxpool_module
 
 __all__ = ["OUT_FIFO_DEPTH", "conv_module", "graph_counts", "layer_module", "stream_bits"]
 
@@ -171,7 +171,7 @@ def layer_module(name: str, op, prog: Program, lanes: int = 1, solved: LayerGrap
     """The module of one op whose input streams carry `lanes` pixels per beat; `solved`: its shared
     adder graph (pointwise and full convs and the Po2 linear; hashiflex.ir.sharing), else trees;
     `pipeline` k: convs register their adder network every k levels (the other modules' paths are
-    short, and the Po2 linear is a once-per-image multicycle path); `src_lanes`: a conv's (or max
+    short, and the Po2 linear is a once-per-image multicycle path); `src_lanes`: a conv's (or windowed
     pool's) input port lanes when a width converter regroups them into `lanes` (rtl.convert);
     `rows`: image rows per beat of a stem conv (walk.check_rows)."""
     if isinstance(op, Conv):
@@ -182,6 +182,8 @@ def layer_module(name: str, op, prog: Program, lanes: int = 1, solved: LayerGrap
         return pool_module(name, op, prog, lanes)
     if isinstance(op, MaxPool):
         return maxpool_module(name, op, prog, lanes, src_lanes, out_depth)
+    if isinstance(op, AvgPoolWindow):
+        return avgpool_window_module(name, op, prog, lanes, src_lanes, out_depth)
     if isinstance(op, Linear) and op.mode == "po2":
         return linear_module(name, op, prog, solved)
     raise TypeError(f"no RTL for op {op!r}")

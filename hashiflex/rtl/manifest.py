@@ -132,7 +132,7 @@ class ModuleEntry(_Entry):
     """One generated layer module: its counts (from what was emitted) and its geometry."""
     name: Name
     op: Name
-    kind: Literal["conv", "add", "avgpool", "maxpool", "linear"]
+    kind: Literal["conv", "add", "avgpool", "maxpool", "avgpool2d", "linear"]
     file: FileName
     P: Pos
     in_width: list[Width] = Field(min_length=1, max_length=2)
@@ -170,10 +170,10 @@ class ModuleEntry(_Entry):
             raise ValueError(f"module {self.name}: only convs are pipelined")
         if self.lanes_src is not None and (self.kind not in WALKS or self.lanes_src == self.lanes_in or
                                            (self.lanes_src % self.lanes_in and self.lanes_in % self.lanes_src)):
-            raise ValueError(f"module {self.name}: a width converter is on a conv or max pool, from lanes that one "
-                             f"of lanes_src and lanes_in divides")
-        if self.out_fifo_depth is not None and self.kind not in ("conv", "add", "maxpool"):
-            raise ValueError(f"module {self.name}: only convs, adds and max pools feed a conv through a sized "
+            raise ValueError(f"module {self.name}: a width converter is on a conv or windowed pool, from lanes that "
+                             f"one of lanes_src and lanes_in divides")
+        if self.out_fifo_depth is not None and self.kind not in ("conv", "add", "maxpool", "avgpool2d"):
+            raise ValueError(f"module {self.name}: only convs, adds and windowed pools feed a conv through a sized "
                              f"output FIFO")
         if self.rows_in is not None and (self.kind != "conv" or self.rows_in < 2 or self.lanes_src is not None):
             raise ValueError(f"module {self.name}: rows_in (> 1) is for a stem conv fed by the chip input")
@@ -190,15 +190,16 @@ class ModuleEntry(_Entry):
         return self.kind == "linear" or (self.kind == "conv" and self.groups == 1)
 
     def copies(self) -> int:
-        """Copies of the adder (comparator) network: one per output lane for convs, adds and max pools."""
-        return self.P if self.kind in ("conv", "add", "maxpool") else 1
+        """Copies of the adder (comparator) network: one per output lane for convs, adds and windowed pools."""
+        return self.P if self.kind in ("conv", "add", "maxpool", "avgpool2d") else 1
 
 
-WALKS = ("conv", "maxpool")    # kinds that walk a window (rtl/window.py)
+WALKS = ("conv", "maxpool", "avgpool2d")    # kinds that walk a window (rtl/window.py)
 _WALK = {"kernel", "stride", "padding", "traversal", "lanes_in", "lanes_out"}
 _CONV = _WALK | {"groups", "adder_depth", "adder_depth_naive"}
 KIND_FIELDS = {"conv": _CONV, "add": {"lanes"}, "avgpool": {"mult", "shift", "lanes"},
                "maxpool": _WALK | {"comparators", "comparator_bits", "comparator_depth"},
+               "avgpool2d": _WALK | {"mult", "shift", "adder_depth"},
                "linear": {"adder_depth", "adder_depth_naive"}}
 KIND_FIELDS["all"] = set().union(*KIND_FIELDS.values())
 

@@ -1,18 +1,24 @@
-"""The max pool module: the conv's walk (rtl/window.py: width converter, control, line buffers,
-window registers, counters, lanes) with a comparator tree per output channel and output lane
-instead of an adder network. A max pool is depthwise: output channel c reads the window taps of
-input channel c only. Nothing is requantized: the output is on the input's grid, as wide.
-
-The walk pushes zeros on padding steps. A zero never beats the window's image pixels when the
-input cannot be negative (interval lo >= 0), so "padding never wins" holds there; a padded max
-pool over an input that can be negative is refused (`check_maxpool`). See docs/architecture.md.
+"""The windowed pool modules: the conv's walk (rtl/window.py: width converter, control, line
+buffers, window registers, counters, lanes) with, instead of a conv's adder network, per output
+channel and output lane
+- a max pool: a comparator tree over the window taps. Nothing is requantized: the output is on
+  the input's grid, as wide. The walk pushes zeros on padding steps; a zero never beats the
+  window's image pixels when the input cannot be negative (interval lo >= 0), so "padding never
+  wins" holds there; a padded max pool over an input that can be negative is refused
+  (`check_maxpool`);
+- a windowed average pool (`avgpool2d`): an adder tree over the window taps (the walk's zero
+  padding is exactly the IR's: padding counts as 0 in the sum), then the global pool's scaling:
+  sum * mult as a shift-add tree over mult's canonical signed digits plus the rounding
+  constant, and hf_requant (shift, clamp).
+Both are depthwise: output channel c reads the window taps of input channel c only. See
+docs/architecture.md.
 """
 from __future__ import annotations
 
 from ..errors import UserError
-from ..ir.spec import MaxPool, Program
+from ..ir.spec import AvgPoolWindow, MaxPool, Program, csd_digits, round_const
 from .common import OUT_FIFO_DEPTH, Module, _concat, _header, _out_fifo, _unused, stream_range
-from .emit import Net
+from .emit import Net, Term, constant_result, lit
 from .window import _lane_wire, emit_walk, plan_conv, walk_cycles, walk_info, window_tap, window_unused
 
 
@@ -82,4 +88,54 @@ def maxpool_module(name: str, op: MaxPool, prog: Program, lanes: int = 1, src_la
                    "comparator_depth": cmp.depth})
 
 
-__all__ = ["Comparators", "check_maxpool", "maxpool_module"]
+def constant_average(op: AvgPoolWindow, lo: int, hi: int) -> int | None:
+    """The output of a windowed average pool whose taps range over [lo, hi] when the clamp makes it
+    the same whatever the input (then it takes no adders), else None."""
+    n = op.kernel[0] * op.kernel[1]
+    return constant_result([(n * lo, n * hi, sh, neg) for sh, neg in csd_digits(op.mult)], round_const(op.shift),
+                           op.shift, op.clamp_lo, op.clamp_hi)
+
+
+def window_average(net: Net, op: AvgPoolWindow, taps: list, out_w: int) -> str:
+    """One output of a windowed average pool from its window taps (Sigs): the balanced adder tree
+    of the taps (Net.tree), then clamp(rshift_round(sum * mult, shift)): the CSD digits of mult as
+    shifted (and negated) copies of the sum plus the rounding constant 2^(shift-1), one more tree,
+    and hf_requant, exactly as the global pool (rtl.layers.pool_module). `out_w` bits."""
+    s = net.tree([Term(t) for t in taps]).sig          # all terms positive, unshifted: the root is the sum
+    rt = net.const_term(round_const(op.shift))
+    root = net.tree([Term(s, sh, neg) for sh, neg in csd_digits(op.mult)] + ([rt] if rt else []))
+    q, _, _ = net.requant(root, op.shift, op.clamp_lo, op.clamp_hi, out_w)
+    return q
+
+
+def avgpool_window_module(name: str, op: AvgPoolWindow, prog: Program, lanes: int = 1, src_lanes: int | None = None,
+                          out_depth: int = OUT_FIFO_DEPTH) -> Module:
+    """The module of a windowed average pool whose input carries `lanes` pixels per beat (through a
+    width converter from `src_lanes` when they differ): the conv's walk, then per output lane and
+    channel `window_average` of the kh x kw window taps of that channel."""
+    p = plan_conv(op, prog, lanes, src_lanes)
+    net = Net()
+    emit_walk(net, p, op.name)
+    xlo, xhi = stream_range(prog.tensors[op.input])
+    k = constant_average(op, xlo, xhi)     # every channel's taps share the stream's range
+    taps: dict = {}
+    lane_outs = []
+    for lane in range(p.col.out_lanes):
+        j0 = 0 if p.g == 1 else lane * p.stride[1] + p.col.lead
+        outs = [lit(k, p.bo) if k is not None else
+                window_average(net, op, [window_tap(net, p, taps, c, ky, j0 + kx, xlo, xhi)
+                                         for ky in range(p.kh) for kx in range(p.kw)], p.bo) for c in range(p.c_in)]
+        lane_outs.append(_lane_wire(net, p, lane, outs, "wlast"))
+    ow_bits = p.col.out_lanes * p.c_out * p.bo
+    net.wire("o_data", ow_bits, _concat(lane_outs))
+    _out_fifo(net, ow_bits, "wv", out_depth)
+    _unused(net, window_unused(p, taps))
+    in_w = (p.src_lanes or p.g) * p.cw
+    text = _header(name, [("in", in_w)], ow_bits, net.lines)
+    return Module(name, "avgpool2d", op.name, text, ["in"], [in_w], ow_bits, walk_cycles(p), net.adders,
+                  net.adder_bits, net.reg_bits,
+                  {**walk_info(p, out_depth), "mult": int(op.mult), "shift": int(op.shift), "adder_depth": net.depth})
+
+
+__all__ = ["Comparators", "avgpool_window_module", "check_maxpool", "constant_average", "maxpool_module",
+           "window_average"]

@@ -79,7 +79,8 @@ def program_errors(man: Manifest, prog: Program) -> list[str]:
     """What in `man` disagrees with the program it claims to implement: one module per hardware
     op, in order, of the right kind, and every stream's shape, bits and signedness."""
     ops = hw_ops(prog)
-    kinds = {"Conv": "conv", "Add": "add", "AvgPool": "avgpool", "MaxPool": "maxpool", "Linear": "linear"}
+    kinds = {"Conv": "conv", "Add": "add", "AvgPool": "avgpool", "MaxPool": "maxpool", "AvgPoolWindow": "avgpool2d",
+             "Linear": "linear"}
     if [m.op for m in man.modules] != [op.name for op in ops] or \
             any(m.kind != kinds[type(op).__name__] for m, op in zip(man.modules, ops)):
         return ["its modules are not the program's hardware layers"]

@@ -95,7 +95,7 @@ def need_from(prog: Program, src: str, target: str, lanes: dict[str, int] | None
             return memo[t]
         op = producer.get(t)
         res = None
-        if windowed(op):   # a conv or a max pool: the same walk
+        if windowed(op):   # a conv or a windowed pool: the same walk
             inner = need(op.input)
             if inner is not None:
                 src_g = lanes.get(op.input, 1)

@@ -1,4 +1,4 @@
-"""The walks of a conv's (and a max pool's) traversal: how its steps cover the columns of a row
+"""The walks of a conv's (and a windowed pool's) traversal: how its steps cover the columns of a row
 (lanes G per beat) and the rows of an image (one row per step, or V rows per beat for a stem),
 the geometry shared by the generator (rtl/window.py), the schedule (rtl/schedule.py) and the cost
 model (cost/storage.py).
@@ -8,18 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UserError
-from ..ir.spec import Conv, MaxPool, Program
+from ..ir.spec import AvgPoolWindow, Conv, MaxPool, Program
 
 
 def windowed(op) -> bool:
-    """Ops that walk a window over their input: a conv, and a max pool (the conv's traversal with a
-    comparator tree instead of adders, rtl/pool.py). Everything geometric treats them alike."""
-    return isinstance(op, (Conv, MaxPool))
+    """Ops that walk a window over their input: a conv, a max pool and a windowed average pool (the
+    conv's traversal with a comparator tree, or a window sum and a constant multiply, instead of the
+    conv's adders, rtl/pool.py). Everything geometric treats them alike."""
+    return isinstance(op, (Conv, MaxPool, AvgPoolWindow))
 
 
 def kernel_of(prog: Program, op) -> tuple[int, int]:
-    """(KH, KW) of a windowed op: a conv's weight shape, a max pool's kernel."""
-    if isinstance(op, MaxPool):
+    """(KH, KW) of a windowed op: a conv's weight shape, a pool's kernel."""
+    if isinstance(op, (MaxPool, AvgPoolWindow)):
         return int(op.kernel[0]), int(op.kernel[1])
     kh, kw = prog.arrays[op.weight].shape[2:]
     return int(kh), int(kw)

@@ -1,4 +1,4 @@
-"""The walk of a windowed module (a conv, rtl/conv.py; a max pool, rtl/pool.py): its plan (the
+"""The walk of a windowed module (a conv, rtl/conv.py; a max or windowed average pool, rtl/pool.py): its plan (the
 padded traversal, the column walk, stream and counter widths), the control and handshake, the line
 buffers and window registers, the counters, the window taps and the output lanes. The module adds
 the arithmetic on the taps. See docs/architecture.md for the traversal and the lanes."""
@@ -18,7 +18,7 @@ from .walk import Columns, check_rows, columns, kernel_of, row_walk
 
 @dataclass(frozen=True)
 class ConvPlan:
-    """The geometry of one windowed module (a conv or a max pool): the padded traversal (ht x wt
+    """The geometry of one windowed module (a conv or a windowed pool): the padded traversal (ht x wt
     steps), the column walk, the stream widths and the counter widths. Everything the emit steps
     need and nothing they emit."""
     c_in: int
@@ -75,7 +75,7 @@ class ConvPlan:
 
 
 def plan_conv(op, prog: Program, lanes: int, src_lanes: int | None = None, rows: int = 1) -> ConvPlan:
-    """The walk of a windowed op (a conv, or a max pool: depthwise, groups = channels)."""
+    """The walk of a windowed op (a conv, or a pool: depthwise, groups = channels)."""
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     (c_in, h, w), (c_out, oh, ow) = x.shape, y.shape
     kh, kw = kernel_of(prog, op)
@@ -87,7 +87,7 @@ def plan_conv(op, prog: Program, lanes: int, src_lanes: int | None = None, rows:
         ht, y0 = check_rows(op, h, oh, kh, kw, w, lanes, rows), 0
     else:
         ht, y0 = row_walk(op, h, oh, kh, lanes)
-    groups = getattr(op, "groups", c_in)   # a max pool: depthwise
+    groups = getattr(op, "groups", c_in)   # a pool: depthwise
     return ConvPlan(c_in, h, w, c_out, oh, ow, kh, kw, tuple(op.stride), tuple(op.padding), groups, ht,
                     columns(op, w, ow, kw, lanes), y0, stream_bits(x), stream_bits(y), src, rows,
                     kh - 1 - op.padding[0] if rows > 1 else 0)

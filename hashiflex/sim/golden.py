@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..ir.intervals import weight_ints, analyze
-from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program
 from ..progress import bar
 
 EXACT_LIMIT = 2 ** 53
@@ -39,7 +39,7 @@ def check_exactness(prog: Program) -> dict[str, int]:
             bound = b + l1 * max(_maxabs(x.lo, x.hi), 0)
             if isinstance(op, Linear) and op.mode == "int8":
                 bound = max(bound, _maxabs(prog.tensors[op.output].lo, prog.tensors[op.output].hi))
-        elif isinstance(op, AvgPool):
+        elif isinstance(op, (AvgPool, AvgPoolWindow)):   # acc * mult, acc the (window) sum
             bound = _maxabs(op.acc_lo, op.acc_hi) * op.mult
         else:
             bound = _maxabs(op.acc_lo, op.acc_hi)
@@ -125,6 +125,9 @@ class GoldenSimulator:
                 acc = vals[op.a].to(torch.float64) * 2.0 ** op.align_a + vals[op.b] * 2.0 ** op.align_b
             elif isinstance(op, MaxPool):   # padding is -inf: it never wins, as in the IR
                 acc = F.max_pool2d(vals[op.input].to(torch.float64), op.kernel, op.stride, op.padding)
+            elif isinstance(op, AvgPoolWindow):   # window sums, zero padding counted (divisor 1)
+                acc = F.avg_pool2d(vals[op.input].to(torch.float64), op.kernel, op.stride, op.padding,
+                                   count_include_pad=True, divisor_override=1)
             elif isinstance(op, AvgPool):
                 acc = vals[op.input].to(torch.float64).sum(dim=(2, 3))
             elif isinstance(op, Linear):
@@ -139,7 +142,7 @@ class GoldenSimulator:
             elif isinstance(op, MaxPool):
                 out = acc
             else:
-                out = self._requant(op, acc.mul_(op.mult) if isinstance(op, AvgPool) else acc)
+                out = self._requant(op, acc.mul_(op.mult) if isinstance(op, (AvgPool, AvgPoolWindow)) else acc)
             vals[op.output] = out
             if not keep_all:
                 for t in p.op_inputs(op):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.intervals import weight_ints
-from ..ir.spec import Add, AvgPool, Conv, Linear, MaxPool, Program, rshift_round
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, rshift_round
 
 
 def _requant(acc: np.ndarray, shift: int, lo: int, hi: int) -> np.ndarray:
@@ -44,6 +44,19 @@ def _maxpool(x: np.ndarray, op: MaxPool) -> np.ndarray:
     return out
 
 
+def _window_sum(x: np.ndarray, op: AvgPoolWindow) -> np.ndarray:
+    """Sum over each zero-padded kh x kw window (padding counts as 0)."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    acc = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            acc = acc + xp[:, :, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw]
+    return acc
+
+
 def run_reference(prog: Program, images: np.ndarray) -> dict[str, np.ndarray]:
     """Run the program on uint8 images [N, C, H, W]; return every tensor's integer values."""
     vals = {prog.input: images.astype(np.int64)}
@@ -56,6 +69,9 @@ def run_reference(prog: Program, images: np.ndarray) -> dict[str, np.ndarray]:
             vals[op.output] = _requant(acc, op.shift, op.clamp_lo, op.clamp_hi)
         elif isinstance(op, MaxPool):
             vals[op.output] = _maxpool(vals[op.input], op)
+        elif isinstance(op, AvgPoolWindow):
+            acc = _window_sum(vals[op.input], op)
+            vals[op.output] = _requant(acc * op.mult, op.shift, op.clamp_lo, op.clamp_hi)
         elif isinstance(op, AvgPool):
             acc = vals[op.input].sum(axis=(2, 3))
             vals[op.output] = _requant(acc * op.mult, op.shift, op.clamp_lo, op.clamp_hi)

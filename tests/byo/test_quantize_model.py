@@ -1,5 +1,6 @@
 """Bring your own model: torch.fx capture, quantize_model, the new ops (ReLU after add, two
-computed branches, max pools, windowed average pools, signed pools) and the refusals.
+computed branches, max pools, windowed average pools over any window, signed pools) and the
+refusals.
 
 The invariant over random networks: golden simulator == reference interpreter == the quantized
 torch model in float64, exact integers, on every image."""
@@ -47,7 +48,7 @@ def _exact(q, x: np.ndarray):
 
 class RandomNet(nn.Module):
     """A random CNN from the supported layers: each stage is a plain conv, a residual block (ReLU
-    after the add or not; identity or a 1x1 projection), a max pool or a 2x2 average pool."""
+    after the add or not; identity or a 1x1 projection), a max pool or a 2x2 or 3x3 average pool."""
 
     def __init__(self, stages: list[tuple[str, int]], width: int, classes: int = 5):
         super().__init__()
@@ -69,8 +70,8 @@ class RandomNet(nn.Module):
                 c = cout
             elif kind == "maxpool":
                 self.mods.append(nn.MaxPool2d(3, 2, 1) if arg else nn.MaxPool2d(2))
-            else:
-                self.mods.append(nn.AvgPool2d(2))
+            else:   # a shift (2x2), or a fixed-point 1/9 (3x3, stride 1, padding counted)
+                self.mods.append(nn.AvgPool2d(3, 1, 1) if arg else nn.AvgPool2d(2))
         self.fc = nn.Linear(c, classes)
 
     def forward(self, x):
@@ -85,7 +86,7 @@ class RandomNet(nn.Module):
 
 
 STAGE = st.sampled_from([("conv", 0), ("conv", 1), ("res", 0), ("res_relu", 0), ("proj", 0), ("proj", 1),
-                         ("maxpool", 0), ("maxpool", 1), ("avgpool", 0)])
+                         ("maxpool", 0), ("maxpool", 1), ("avgpool", 0), ("avgpool", 1)])
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,6 +133,63 @@ def test_pool_of_a_signed_sum_stays_signed():
     _exact(q, x.numpy())
 
 
+class _AnyWindowPools(nn.Module):
+    """Average pools whose windows hold 9 and 6 pixels (not powers of two) over an unsigned input
+    (after a ReLU) and a signed one (a conv without activation), and a 2x2 pool (a power of two)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.p1 = nn.AvgPool2d(3, stride=1, padding=1)      # unsigned, 9 pixels, padding counted
+        self.p2 = nn.AvgPool2d(3)                           # unsigned, 9 pixels, stride 3
+        self.c2 = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6))
+        self.p3 = nn.AvgPool2d(3, stride=1, padding=1)      # signed
+        self.p4 = nn.AvgPool2d((2, 3), stride=(2, 3))       # signed, 6 pixels
+        self.p5 = nn.AvgPool2d(2)                           # a power of two: the all-ones depthwise conv
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x):
+        x = self.p2(self.p1(self.c1(x)))
+        x = self.p5(self.p4(self.p3(self.c2(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_average_pools_over_any_window_are_exact(seed):
+    """AvgPool2d(3, 1, 1), AvgPool2d(3) and a 2x3 window quantize and lower to `avgpool2d` ops with
+    QAvgPool.constants(N) (the 2x2 pool still to a depthwise conv); the QAT module's output of every
+    pool equals the reference interpreter's tensor, and golden == reference == torch on the logits,
+    over an unsigned and a signed input (negative averages survive)."""
+    from hashiflex.quant.modules import QAvgPool
+
+    torch.manual_seed(seed)
+    net = _randomize_bn(_AnyWindowPools(), seed)
+    with torch.no_grad():
+        net.c2[1].bias.add_(-0.5)   # push the signed branch below zero somewhere
+    x = torch.randint(0, 256, (8, 1, 20, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    q = quantize_model(net, to_model_input(x))
+    prog = program_from_qmodel(q)
+    windows = [op for op in prog.ops if op.kind == "avgpool2d"]
+    assert [(op.kernel, op.stride, op.padding) for op in windows] == [
+        ((3, 3), (1, 1), (1, 1)), ((3, 3), (3, 3), (0, 0)), ((3, 3), (1, 1), (1, 1)), ((2, 3), (2, 3), (0, 0))]
+    assert all((op.mult, op.shift) == QAvgPool.constants(op.kernel[0] * op.kernel[1]) for op in windows)
+    assert [prog.tensors[op.output].signed for op in windows] == [False, False, True, True]
+    assert next(op for op in prog.ops if op.name.endswith("p5")).kind == "conv"
+    mods = dict(q.named_modules())
+    seen = {}
+    hooks = [mods[op.name].register_forward_hook(lambda m, i, o, n=op.name: seen.__setitem__(n, o))
+             for op in windows]
+    _, gold = _exact(q, x.numpy())
+    for h in hooks:
+        h.remove()
+    vals = run_reference(prog, x.numpy())
+    for op in windows:
+        got = seen[op.name] * 2.0 ** prog.tensors[op.output].frac
+        assert torch.equal(got, torch.round(got))
+        np.testing.assert_array_equal(got.to(torch.int64).numpy(), vals[op.output])
+    assert (vals[windows[2].output] < 0).any() and (vals[windows[0].output] > 0).any()
+
+
 def test_capture_is_deterministic():
     x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     texts = []
@@ -162,7 +220,6 @@ REFUSED = {
     "upsample": (_Wrap(nn.Upsample(scale_factor=2)), "Upsample"),
     "dilated": (_Wrap(nn.Conv2d(4, 4, 3, padding=2, dilation=2)), "dilated"),
     "concat": (_Wrap(_Cat(), 8), "cat"),
-    "avgpool3x3": (_Wrap(nn.AvgPool2d(3)), "9 pixels"),
     "bn_alone": (_Wrap(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(4))), "BatchNorm2d"),
 }
 
