@@ -135,7 +135,7 @@ FACTORY_CASES = {   # id: (factory, command that refuses, words)
     "py-raises": ("raises", "import", ["weights file missing"]),
     "py-not-module": ("not_module", "import", ["nn.Module"]),
     "py-no-such-factory": ("nope", "import", ["no callable nope"]),
-    "py-avgpool-3x3": ("avg3", "quantize", ["9 pixels", "power of two"]),
+    "py-avgpool-divisor": ("avg_div", "import", ["AvgPool2d", "divisor_override"]),
     "py-bn-not-after-conv": ("bn_first", "quantize", ["BatchNorm2d", "directly follow"]),
     "py-hidden-linear": ("hidden_linear", "quantize", ["last layer"]),
     "py-flatten-feature-map": ("flatten_map", "quantize", ["pooled vector", "(2, 7, 7)"]),
