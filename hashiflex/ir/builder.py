@@ -11,6 +11,16 @@ from .intervals import analyze, pos_neg_sums
 from .spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, Tensor, po2_weight_ints
 
 
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _window(k, stride, pad) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(kernel, stride, padding) pairs of a pool; the stride defaults to the kernel."""
+    kernel = _pair(k)
+    return kernel, _pair(kernel if stride is None else stride), _pair(pad)
+
+
 class ProgBuilder:
     def __init__(self, shape: tuple[int, int, int], seed: int = 0):
         self.rng = np.random.default_rng(seed)
@@ -66,10 +76,7 @@ class ProgBuilder:
         """A max pool of x (kernel k, stride defaulting to k, padding never wins): on x's grid."""
         t = self.tensors[x]
         c, h, w = t.shape
-        kh, kw = (k, k) if isinstance(k, int) else tuple(k)
-        stride = (kh, kw) if stride is None else stride
-        sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
-        ph, pw = (pad, pad) if isinstance(pad, int) else tuple(pad)
+        (kh, kw), (sh, sw), (ph, pw) = _window(k, stride, pad)
         name = f"maxpool{len(self.ops)}"
         oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         self.tensors[name] = Tensor(name, (c, oh, ow), t.signed, t.bits, t.frac)
@@ -82,10 +89,7 @@ class ProgBuilder:
         defaults to the 8-bit range of x's sign."""
         t = self.tensors[x]
         c, h, w = t.shape
-        kh, kw = (k, k) if isinstance(k, int) else tuple(k)
-        stride = (kh, kw) if stride is None else stride
-        sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
-        ph, pw = (pad, pad) if isinstance(pad, int) else tuple(pad)
+        (kh, kw), (sh, sw), (ph, pw) = _window(k, stride, pad)
         signed = t.signed or self._range(x)[0] < 0
         lo, hi = clamp if clamp is not None else ((-128, 127) if signed else (0, 255))
         mult, shift = QAvgPool.constants(kh * kw)

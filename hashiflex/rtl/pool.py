@@ -22,6 +22,20 @@ from .emit import Net, Term, constant_result, lit
 from .window import _lane_wire, emit_walk, plan_conv, walk_cycles, walk_info, window_tap, window_unused
 
 
+def _pool_module(name: str, kind: str, op, net: Net, p, lane_outs: list[str], taps: dict, out_depth: int,
+                 info: dict) -> Module:
+    """The output stage every windowed pool ends in (its lanes' outputs into the output FIFO, the
+    window taps it did not read marked unused) and its Module: the walk's fields plus `info`."""
+    ow_bits = p.col.out_lanes * p.c_out * p.bo
+    net.wire("o_data", ow_bits, _concat(lane_outs))
+    _out_fifo(net, ow_bits, "wv", out_depth)
+    _unused(net, window_unused(p, taps))
+    in_w = (p.src_lanes or p.g) * p.cw
+    text = _header(name, [("in", in_w)], ow_bits, net.lines)
+    return Module(name, kind, op.name, text, ["in"], [in_w], ow_bits, walk_cycles(p), net.adders, net.adder_bits,
+                  net.reg_bits, {**walk_info(p, out_depth), **info})
+
+
 def check_maxpool(op: MaxPool, prog: Program) -> None:
     """One line unless the walk's zero padding is exact for this max pool: no padding, or an input
     that cannot be negative (a zero then never beats an image pixel)."""
@@ -77,15 +91,8 @@ def maxpool_module(name: str, op: MaxPool, prog: Program, lanes: int = 1, src_la
         outs = [cmp.tree([window_tap(net, p, taps, c, ky, j0 + kx, xlo, xhi).name
                           for ky in range(p.kh) for kx in range(p.kw)]) for c in range(p.c_in)]
         lane_outs.append(_lane_wire(net, p, lane, outs, "wlast"))
-    ow_bits = p.col.out_lanes * p.c_out * p.bo
-    net.wire("o_data", ow_bits, _concat(lane_outs))
-    _out_fifo(net, ow_bits, "wv", out_depth)
-    _unused(net, window_unused(p, taps))
-    in_w = (p.src_lanes or p.g) * p.cw
-    text = _header(name, [("in", in_w)], ow_bits, net.lines)
-    return Module(name, "maxpool", op.name, text, ["in"], [in_w], ow_bits, walk_cycles(p), 0, 0, net.reg_bits,
-                  {**walk_info(p, out_depth), "comparators": cmp.count, "comparator_bits": cmp.bits,
-                   "comparator_depth": cmp.depth})
+    return _pool_module(name, "maxpool", op, net, p, lane_outs, taps, out_depth,
+                        {"comparators": cmp.count, "comparator_bits": cmp.bits, "comparator_depth": cmp.depth})
 
 
 def constant_average(op: AvgPoolWindow, lo: int, hi: int) -> int | None:
@@ -126,15 +133,8 @@ def avgpool_window_module(name: str, op: AvgPoolWindow, prog: Program, lanes: in
                 window_average(net, op, [window_tap(net, p, taps, c, ky, j0 + kx, xlo, xhi)
                                          for ky in range(p.kh) for kx in range(p.kw)], p.bo) for c in range(p.c_in)]
         lane_outs.append(_lane_wire(net, p, lane, outs, "wlast"))
-    ow_bits = p.col.out_lanes * p.c_out * p.bo
-    net.wire("o_data", ow_bits, _concat(lane_outs))
-    _out_fifo(net, ow_bits, "wv", out_depth)
-    _unused(net, window_unused(p, taps))
-    in_w = (p.src_lanes or p.g) * p.cw
-    text = _header(name, [("in", in_w)], ow_bits, net.lines)
-    return Module(name, "avgpool2d", op.name, text, ["in"], [in_w], ow_bits, walk_cycles(p), net.adders,
-                  net.adder_bits, net.reg_bits,
-                  {**walk_info(p, out_depth), "mult": int(op.mult), "shift": int(op.shift), "adder_depth": net.depth})
+    return _pool_module(name, "avgpool2d", op, net, p, lane_outs, taps, out_depth,
+                        {"mult": int(op.mult), "shift": int(op.shift), "adder_depth": net.depth})
 
 
 __all__ = ["Comparators", "avgpool_window_module", "check_maxpool", "constant_average", "maxpool_module",
