@@ -17,8 +17,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"hashiflex: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
 
 MAIN_DESCRIPTION = """\
-Turn a trained CNN into a HaShiFlex accelerator: train an FP32 MobileNetV2 on Fashion-MNIST,
-quantize it to power-of-two (Po2) weights with QAT and pruning, measure its accuracy, lower it to
+Turn a trained CNN into a HaShiFlex accelerator: train an FP32 MobileNetV2 on Fashion-MNIST (or
+bring your own CNN: 'hashiflex import' takes ONNX or a PyTorch factory), quantize it to
+power-of-two (Po2) weights with QAT and pruning, measure its accuracy, lower it to
 an integer shift-add IR with a bit-exact golden simulator, generate hardwired streaming Verilog,
 and verify that Verilog against the simulator in Verilator.
 
@@ -29,6 +30,7 @@ MAIN_EPILOG = """\
 examples:
   hashiflex eval                                   # accuracy of the shipped Po2 model
   hashiflex train --out fp32.pt --epochs 8
+  hashiflex import my_cnn.onnx --out mine.pt       # or --model my_net.py:build; then quantize it
   hashiflex quantize --checkpoint fp32.pt --out po2.pt --exp-bits 3 --prune 0.5
   hashiflex sweep --out results/ --limit 10000 --test-limit 2000
   hashiflex compile --out build                    # IR + Verilog of default-po2 into build/
