@@ -17,6 +17,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -131,7 +132,9 @@ def load(name_or_path: str | None) -> dict:
         raise UserError(f"checkpoint {path} not found: pass a file written by 'hashiflex train/quantize' "
                         f"or one of {sorted(BUILTIN)}")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # a damaged file can make torch warn (e.g. an odd pickle protocol):
+            warnings.simplefilter("error")   # a refusal, not an extra stderr line
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged zip or pickle stream raises almost any type (IndexError, KeyError, ...)
         # torch's own text talks about weights_only defaults; the cause that matters is the file
         kind = "truncated" if "central directory" in str(e) or isinstance(e, EOFError) else "unreadable"

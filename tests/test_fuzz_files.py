@@ -257,7 +257,11 @@ def test_fuzz_checkpoint(ckpt_file, tmp_path_factory, data):
                 obj = obj[k]
             obj[path[-1]] = data.draw(VALUES)
         torch.save(blob, p)
-    ok, got = _refused_in_one_line(lambda: fp32_model(checkpoint.load(str(p))))
+    import warnings
+
+    with warnings.catch_warnings():   # a warning would be a second stderr line
+        warnings.simplefilter("error")
+        ok, got = _refused_in_one_line(lambda: fp32_model(checkpoint.load(str(p))))
     if ok:
         assert how in ("flip", "insert", "graph"), how   # the checksum covers weights and settings
         sd = got.state_dict()   # only bytes torch never reads, or a value set to what it was

@@ -309,3 +309,20 @@ def test_data_sets_that_do_not_fit(case, env, capfd):
     build, words = DATA_CASES[case]
     root = build(env["tmp"] / "imgs")
     assert_error(run(["eval", "--checkpoint", env["graph"], "--dataset", f"folder:{root}"], capfd), *words)
+
+
+def test_checkpoint_with_an_odd_pickle_protocol_is_one_line_in_a_real_process(tmp_path):
+    """A damaged pickle protocol byte makes torch print a UserWarning before failing: in a real
+    process (no test-time warning filter) stderr must still be exactly one line."""
+    import subprocess
+    import sys
+
+    raw = bytearray(checkpoint.resolve("small-fp32").read_bytes())
+    i = raw.index(b"\x80\x02")
+    raw[i + 1] = 67
+    bad = tmp_path / "proto.pt"
+    bad.write_bytes(bytes(raw))
+    r = subprocess.run([sys.executable, "-m", "hashiflex.cli", "eval", "--checkpoint", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1 and "corrupt" in r.stderr, r.stderr
