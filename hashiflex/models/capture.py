@@ -21,7 +21,7 @@ from ..errors import UserError
 from .graph import GraphNet, GraphSpec, Node
 
 SUPPORTED = ("Conv2d, BatchNorm2d, ReLU, ReLU6, Hardtanh(0, 6), Identity, residual add, MaxPool2d, AvgPool2d, "
-             "AdaptiveAvgPool2d(1), Flatten/view, Dropout, Linear")
+             "AdaptiveAvgPool2d(1) or a mean over H and W, Flatten/view, Dropout, Linear")
 ADDS = {operator.add, operator.iadd, torch.add}
 RELUS = {F.relu, torch.relu}
 FLATTENS = {"view", "reshape", "flatten"}
@@ -112,10 +112,21 @@ def _function_node(node: fx.Node) -> tuple[str, dict] | None:
         return "flatten", {}
     if node.op == "call_function" and t is F.adaptive_avg_pool2d and _pair(args[1]) == [1, 1]:
         return "gap", {}
+    if _is_spatial_mean(node):   # x.mean((2, 3)): a global pool (then a flatten, unless keepdim)
+        return "gap", {}
     if node.op == "call_function" and t is F.dropout or node.op == "call_method" and t in ALIASES:
         return None
     name = getattr(t, "__name__", str(t))
     raise _unsupported(f"{node.op} {name}", node)
+
+
+def _is_spatial_mean(node: fx.Node) -> bool:
+    if not (node.op == "call_method" and node.target == "mean" or node.op == "call_function" and
+            node.target is torch.mean):
+        return False
+    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    dims = [dims] if isinstance(dims, int) else dims
+    return isinstance(dims, (list, tuple)) and sorted(int(d) % 4 for d in dims) == [2, 3]
 
 
 def capture(model: nn.Module, example_input: torch.Tensor) -> tuple[GraphSpec, dict]:
@@ -166,6 +177,9 @@ def capture(model: nn.Module, example_input: torch.Tensor) -> tuple[GraphSpec, d
         ins = [name_of[a] for a in src[: 2 if op == "add" else 1]]
         if op == "flatten" and node.meta["tensor_meta"].shape.__len__() != 2:
             raise _unsupported("a reshape to other than [N, features]", node)
+        if op == "gap" and len(node.meta["tensor_meta"].shape) == 2:   # a mean without keepdim
+            nodes.append(Node(name=f"{name}_pool", op="gap", inputs=ins, attrs={}))
+            op, ins = "flatten", [f"{name}_pool"]
         nodes.append(Node(name=name, op=op, inputs=ins, attrs=attrs))
         name_of[node] = name
         if node.op == "call_module":

@@ -264,3 +264,26 @@ def test_mobilenetv2_through_the_generic_path_is_the_same_integer_network():
                 np.testing.assert_array_equal(generic.arrays[getattr(og, key)], dedicated.arrays[getattr(od, key)])
     np.testing.assert_array_equal(GoldenSimulator(generic).logits(x.numpy()),
                                   GoldenSimulator(dedicated).logits(x.numpy()))
+
+
+class _MeanHead(nn.Module):
+    def __init__(self, keepdim: bool):
+        super().__init__()
+        self.keepdim = keepdim
+        self.c, self.b, self.f = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Linear(4, 10)
+
+    def forward(self, x):
+        y = F.relu(self.b(self.c(x)))
+        if self.keepdim:
+            return self.f(torch.flatten(torch.mean(y, dim=[-1, -2], keepdim=True), 1))
+        return self.f(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_spatial_mean_is_a_global_pool(keepdim):
+    """`x.mean((2, 3))` (and torch.mean over the last two dims, keepdim) is captured as a global
+    pool (plus a flatten when the dims are dropped): exact like AdaptiveAvgPool2d(1)."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (8, 1, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    prog, _ = _exact(quantize_model(_randomize_bn(_MeanHead(keepdim), 0), to_model_input(x)), x.numpy())
+    assert [op.kind for op in prog.ops] == ["conv", "avgpool", "linear"]
