@@ -82,7 +82,7 @@ class QGraphNet(QNetBase):
                                     "classifier); hidden Linear layers are not supported")
                 m = self._head(fp32.layers[n.name], qc)
             else:   # bn, relu or relu6 that no conv/add unit took
-                what = "a BatchNorm2d" if n.op == "bn" else f"a {n.op.upper() if n.op != 'relu6' else 'ReLU6'}"
+                what = {"bn": "a BatchNorm2d", "relu": "a ReLU", "relu6": "a ReLU6"}[n.op]
                 after = "a conv" if n.op == "bn" else "a conv or an add (as that layer's only consumer)"
                 raise UserError(f"node {n.name}: {what} must directly follow {after}; this graph has it "
                                 f"after {', '.join(n.inputs)}")
