@@ -8,7 +8,7 @@ import numpy as np
 
 from ..quant.modules import QAvgPool
 from .intervals import analyze, pos_neg_sums
-from .spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, Tensor, po2_weight_ints
+from .spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, Tensor, po2_weight_ints, window_out
 
 
 def _pair(v) -> tuple[int, int]:
@@ -47,7 +47,7 @@ class ProgBuilder:
         codes[self.rng.random(codes.shape) < prune] = 0
         self.arrays[f"{name}.weight"] = codes.astype(np.int8)
         self.arrays[f"{name}.bias"] = self.rng.integers(-bias, bias + 1, cout).astype(np.int64)
-        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        oh, ow = window_out(h, w, (kh, kw), (sh, sw), (ph, pw))
         if shift is None:  # spread the accumulator over the clamp range
             lo, hi = self._range(x)
             pos, neg = pos_neg_sums(po2_weight_ints(codes))
@@ -78,7 +78,7 @@ class ProgBuilder:
         c, h, w = t.shape
         (kh, kw), (sh, sw), (ph, pw) = _window(k, stride, pad)
         name = f"maxpool{len(self.ops)}"
-        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        oh, ow = window_out(h, w, (kh, kw), (sh, sw), (ph, pw))
         self.tensors[name] = Tensor(name, (c, oh, ow), t.signed, t.bits, t.frac)
         self.ops.append(MaxPool(name, x, name, (kh, kw), (sh, sw), (ph, pw)))
         return name
@@ -94,7 +94,7 @@ class ProgBuilder:
         lo, hi = clamp if clamp is not None else ((-128, 127) if signed else (0, 255))
         mult, shift = QAvgPool.constants(kh * kw)
         name = f"avgpool{len(self.ops)}"
-        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        oh, ow = window_out(h, w, (kh, kw), (sh, sw), (ph, pw))
         self.tensors[name] = Tensor(name, (c, oh, ow), lo < 0, 8, t.frac)
         self.ops.append(AvgPoolWindow(name, x, name, (kh, kw), (sh, sw), (ph, pw), int(mult), int(shift), lo, hi))
         return name

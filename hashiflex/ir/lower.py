@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..quant.graph import is_pass_through, link_fracs, trace
 from ..quant.modules import QAdd, QAvgPool, QAvgPoolWindow, QConvBN, QInput, QLinearNPU, QLinearPo2, QMaxPool
 from ..quant.po2 import act_range
-from .spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, Tensor
+from .spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, Tensor, window_out
 
 
 def _codes(sign: torch.Tensor, exp: torch.Tensor, name: str) -> np.ndarray:
@@ -26,20 +26,11 @@ def _codes(sign: torch.Tensor, exp: torch.Tensor, name: str) -> np.ndarray:
     return codes.astype(np.int8)
 
 
-def _conv_out_hw(h: int, w: int, conv) -> tuple[int, int]:
-    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)
-
-
-def _maxpool(name: str, x: Tensor, pool) -> tuple[Tensor, MaxPool]:
-    (kh, kw), (sh, sw), (ph, pw) = _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding)
+def _maxpool(name: str, x: Tensor, m) -> tuple[Tensor, MaxPool]:
+    kernel, stride, padding = m.window()
     c, h, w = x.shape
-    t = Tensor(name, (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1), x.signed, x.bits, x.frac)
-    return t, MaxPool(name, x.name, name, (kh, kw), (sh, sw), (ph, pw))
+    t = Tensor(name, (c, *window_out(h, w, kernel, stride, padding)), x.signed, x.bits, x.frac)
+    return t, MaxPool(name, x.name, name, kernel, stride, padding)
 
 
 def _window_pool(name: str, x: Tensor, m) -> tuple[Tensor, Conv | AvgPoolWindow, np.ndarray | None]:
@@ -51,7 +42,7 @@ def _window_pool(name: str, x: Tensor, m) -> tuple[Tensor, Conv | AvgPoolWindow,
     (kh, kw), (sh, sw), (ph, pw) = m.window()
     c, h, w = x.shape
     lo, hi = act_range(m.act_bits, m.signed_out)
-    t = Tensor(name, (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1), m.signed_out, m.act_bits, x.frac)
+    t = Tensor(name, (c, *window_out(h, w, (kh, kw), (sh, sw), (ph, pw))), m.signed_out, m.act_bits, x.frac)
     n = kh * kw
     if n & (n - 1):
         mult, k = QAvgPool.constants(n)
@@ -97,7 +88,7 @@ def lower(model: torch.nn.Module, input_shape: tuple[int, int, int], meta: dict 
             x = tensors[name_of[node.args[0]]]
             p = m.integer_params()
             c, h, w = x.shape
-            oh, ow = _conv_out_hw(h, w, m.conv)
+            oh, ow = window_out(h, w, m.conv.kernel_size, m.conv.stride, m.conv.padding)
             if c != m.conv.in_channels:
                 raise UserError(f"{name}: expects {m.conv.in_channels} input channels, gets {c}")
             lo, hi = p["lo"], p["hi"]
@@ -123,7 +114,7 @@ def lower(model: torch.nn.Module, input_shape: tuple[int, int, int], meta: dict 
             ops.append(AvgPool(name, x.name, name, mult, k, lo, hi))
         elif isinstance(m, QMaxPool):
             x = tensors[name_of[node.args[0]]]
-            t, op = _maxpool(name, x, m.pool)
+            t, op = _maxpool(name, x, m)
             ops.append(op)
         elif isinstance(m, QAvgPoolWindow):
             x = tensors[name_of[node.args[0]]]

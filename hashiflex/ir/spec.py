@@ -245,8 +245,7 @@ def _check_op(prog: "Program", op) -> None:
             raise ValueError(f"op {op.name}: groups {op.groups} must divide {x[0]} inputs and {o} outputs")
         _array(prog, op.weight, (o, x[0] // op.groups, kh, kw), f"op {op.name}: weight", int8=True)
         _array(prog, op.bias, (o,), f"op {op.name}: bias")
-        oh = (x[1] + 2 * op.padding[0] - kh) // op.stride[0] + 1
-        ow = (x[2] + 2 * op.padding[1] - kw) // op.stride[1] + 1
+        oh, ow = window_out(x[1], x[2], (kh, kw), op.stride, op.padding)
         if tuple(out) != (o, oh, ow):
             raise ValueError(f"op {op.name}: output shape {list(out)} is not [{o}, {oh}, {ow}]")
     elif isinstance(op, (MaxPool, AvgPoolWindow)):
@@ -259,8 +258,7 @@ def _check_op(prog: "Program", op) -> None:
                 _int(d, f"op {op.name}: {name}", 0 if name == "padding" else 1, 1 << 16)
         if len(x) != 3 or any(2 * p > k for p, k in zip(op.padding, op.kernel)):
             raise ValueError(f"op {op.name}: {what} needs a [C, H, W] input and padding at most half its kernel")
-        oh = (x[1] + 2 * op.padding[0] - op.kernel[0]) // op.stride[0] + 1
-        ow = (x[2] + 2 * op.padding[1] - op.kernel[1]) // op.stride[1] + 1
+        oh, ow = window_out(x[1], x[2], op.kernel, op.stride, op.padding)
         if oh < 1 or ow < 1 or tuple(out) != (x[0], oh, ow):
             raise ValueError(f"op {op.name}: output shape {list(out)} is not [{x[0]}, {oh}, {ow}]")
         if isinstance(op, AvgPoolWindow):
@@ -292,6 +290,13 @@ def _check_op(prog: "Program", op) -> None:
         raise ValueError(f"unknown op {op!r}")
     if hasattr(op, "e_min"):
         _int(op.e_min, f"op {op.name}: e_min", -1024, 1024)
+
+
+def window_out(h: int, w: int, kernel, stride, padding) -> tuple[int, int]:
+    """(OH, OW) of a window (conv or pool) of `kernel` stepped by `stride` over an H x W map padded by
+    `padding` on each side: (H + 2 ph - kh) // sh + 1, likewise along W."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
 
 
 def po2_weight_ints(codes: np.ndarray) -> np.ndarray:

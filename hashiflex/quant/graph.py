@@ -11,7 +11,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import UserError
-from .modules import QAdd, QAvgPool, QAvgPoolWindow, QLinearNPU, QLinearPo2, QMaxPool, QModule
+from .modules import QAdd, QAvgPool, QLinearNPU, QLinearPo2, QModule, QWindowPool
 
 LEAVES = (QModule, QLinearNPU, QLinearPo2, nn.Dropout)
 PASS_THROUGH_FUNCS = {torch.flatten}
@@ -64,6 +64,6 @@ def link_fracs(model: nn.Module) -> None:
             m.in_frac.fill_(frac[node.args[0]])
         if isinstance(m, QAdd):
             m.in_frac_b.fill_(frac[node.args[1]])
-        if isinstance(m, (QAvgPool, QAvgPoolWindow, QMaxPool)):   # pools keep their input's grid
+        if isinstance(m, (QAvgPool, QWindowPool)):   # pools keep their input's grid
             m.out_frac.fill_(int(m.in_frac))
         frac[node] = int(m.out_frac) if hasattr(m, "out_frac") else None

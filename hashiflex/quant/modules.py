@@ -187,31 +187,11 @@ class QAvgPool(QModule):
         return round_half_up(y) / 2.0 ** f
 
 
-class QMaxPool(QModule):
-    """Max pooling: the maximum of values already on the input's grid, so exact with no rounding.
-    Output keeps the input's fraction bits and sign; padding never wins (PyTorch's -inf)."""
+class QWindowPool(QModule):
+    """A pool over kh x kw windows whose output stays on its input's grid and sign: the input's
+    scale is set by link_fracs, so calibration records nothing."""
 
-    def __init__(self, pool: nn.MaxPool2d, act_bits: int, signed: bool):
-        super().__init__(act_bits, signed_out=signed, relu6=False)
-        self.pool = pool
-
-    def finish_calibration(self) -> None:   # the input's scale, set by link_fracs
-        self.calibrating = False
-
-    def forward(self, x):
-        return self.pool(x)
-
-
-class QAvgPoolWindow(QModule):
-    """Average pooling over a kh x kw window of N = kh*kw pixels (zero padding counted, PyTorch's
-    default), on the input's grid, in integer units (value * 2^in_frac):
-      N = 2^s:  y = clamp(rshift_round(sum, s)); in the IR a depthwise conv whose weights are all 1
-                (Po2 code 1), so every later stage handles it;
-      else:     y = clamp(rshift_round(sum * mult, shift)) with (mult, shift) = QAvgPool.constants(N),
-                the IR's `avgpool2d` op; float64 computes it exactly (sum * mult < 2^53).
-    While calibrating (the input's scale not linked yet) it passes the float average on."""
-
-    def __init__(self, pool: nn.AvgPool2d, act_bits: int, signed: bool):
+    def __init__(self, pool: nn.Module, act_bits: int, signed: bool):
         super().__init__(act_bits, signed_out=signed, relu6=False)
         self.pool = pool
 
@@ -219,10 +199,28 @@ class QAvgPoolWindow(QModule):
         self.calibrating = False
 
     def window(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        """(kernel, stride, padding) as pairs."""
+        """(kernel, stride, padding) as pairs (the stride defaults to the kernel)."""
         p = self.pool
         pair = lambda v: (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)  # noqa: E731
         return pair(p.kernel_size), pair(p.stride if p.stride is not None else p.kernel_size), pair(p.padding)
+
+
+class QMaxPool(QWindowPool):
+    """Max pooling: the maximum of values already on the input's grid, so exact with no rounding.
+    Output keeps the input's fraction bits and sign; padding never wins (PyTorch's -inf)."""
+
+    def forward(self, x):
+        return self.pool(x)
+
+
+class QAvgPoolWindow(QWindowPool):
+    """Average pooling over a kh x kw window of N = kh*kw pixels (zero padding counted, PyTorch's
+    default), on the input's grid, in integer units (value * 2^in_frac):
+      N = 2^s:  y = clamp(rshift_round(sum, s)); in the IR a depthwise conv whose weights are all 1
+                (Po2 code 1), so every later stage handles it;
+      else:     y = clamp(rshift_round(sum * mult, shift)) with (mult, shift) = QAvgPool.constants(N),
+                the IR's `avgpool2d` op; float64 computes it exactly (sum * mult < 2^53).
+    While calibrating (the input's scale not linked yet) it passes the float average on."""
 
     def forward(self, x):
         if self.calibrating:   # the input's scale is not linked yet: pass the float average on

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..ir.intervals import weight_ints, analyze
-from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, window_out
 from ..progress import bar
 
 EXACT_LIMIT = 2 ** 53
@@ -93,8 +93,7 @@ class GoldenSimulator:
             return F.conv2d(x, w, b, op.stride, op.padding, 1, op.groups)
         (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], op.stride, op.padding
         xp = F.pad(x, (pw, pw, ph, ph))
-        oh = (x.shape[2] + 2 * ph - kh) // sh + 1
-        ow = (x.shape[3] + 2 * pw - kw) // sw + 1
+        oh, ow = window_out(x.shape[2], x.shape[3], (kh, kw), op.stride, op.padding)
         acc = b.view(1, -1, 1, 1).expand(x.shape[0], -1, oh, ow).clone()
         for ky in range(kh):
             for kx in range(kw):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.intervals import weight_ints
-from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, rshift_round
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, rshift_round, window_out
 
 
 def _requant(acc: np.ndarray, shift: int, lo: int, hi: int) -> np.ndarray:
@@ -18,7 +18,7 @@ def _conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray, op: Conv) -> np.ndarra
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     (sh, sw), (ph, pw), g = op.stride, op.padding, op.groups
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    oh, ow = window_out(h, wd, (kh, kw), op.stride, op.padding)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     xg = xp.reshape(n, g, cg, h + 2 * ph, wd + 2 * pw)
     wg = w.reshape(g, o // g, cg, kh, kw)
@@ -34,7 +34,7 @@ def _maxpool(x: np.ndarray, op: MaxPool) -> np.ndarray:
     """Max over each window's positions inside the image (padding never wins)."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    oh, ow = window_out(h, w, op.kernel, op.stride, op.padding)
     out = np.zeros((n, c, oh, ow), dtype=x.dtype)
     for oy in range(oh):
         for ox in range(ow):
@@ -48,7 +48,7 @@ def _window_sum(x: np.ndarray, op: AvgPoolWindow) -> np.ndarray:
     """Sum over each zero-padded kh x kw window (padding counts as 0)."""
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    oh, ow = window_out(h, w, op.kernel, op.stride, op.padding)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     acc = np.zeros((n, c, oh, ow), dtype=x.dtype)
     for ky in range(kh):
