@@ -176,25 +176,29 @@ def check_fashion_fits(cfg: dict, where: str) -> None:
                         f"Fashion-MNIST has 1x28x28 images and 10 classes: pass the model's own --dataset")
 
 
-def dataset_split(dataset: str | None, split: str, data: str | None, limit: int | None, cfg: dict,
-                  where: str = "the checkpoint") -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images and labels of `split` from --dataset (Fashion-MNIST by default; digits and
-    folder:PATH resized to the model's input shape, as finetune and verify take them), checked
-    against the model's input shape and classes."""
+def dataset_splits(dataset: str | None, limits: dict[str, int | None], data: str | None, cfg: dict,
+                   where: str = "the checkpoint") -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(uint8 images, labels)] of each split in `limits` ({"train"|"test": first N or all}), in that
+    order, from --dataset (Fashion-MNIST by default; digits and folder:PATH resized to the model's
+    input shape, as finetune and verify take them, read once for all splits), checked against the
+    model's input shape and classes."""
     shape, classes = input_shape_of(cfg), num_classes_of(cfg)
     if dataset in (None, "fashion-mnist"):
         check_fashion_fits(cfg, where)
-        return load_split(split, data, limit)
+        return [load_split(split, data, limit) for split, limit in limits.items()]
     from ..finetune.datasets import load_dataset
 
     ds = load_dataset(dataset, shape, data)
     if len(ds.classes) != classes:
         raise UserError(f"--dataset {dataset} has {len(ds.classes)} classes and {where} has {classes}: "
                         "pass the dataset the model was built for")
-    x, y = (ds.xtr, ds.ytr) if split == "train" else (ds.xte, ds.yte)
-    if len(x) == 0:
-        raise UserError(f"--dataset {dataset} has no {split} images")
-    return x[:limit], y[:limit]
+    out = []
+    for split, limit in limits.items():
+        x, y = (ds.xtr, ds.ytr) if split == "train" else (ds.xte, ds.yte)
+        if len(x) == 0:
+            raise UserError(f"--dataset {dataset} has no {split} images")
+        out.append((x[:limit], y[:limit]))
+    return out
 
 
 def fp32_model(blob: dict) -> nn.Module:

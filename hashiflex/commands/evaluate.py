@@ -8,7 +8,7 @@ import torch
 from .. import checkpoint
 from ..errors import UserError
 from ..train.loop import accuracy, predict
-from .common import check_count, check_fashion_fits, dataset_split, fp32_model, model_config
+from .common import check_count, check_fashion_fits, dataset_splits, fp32_model, model_config
 
 
 def _golden(name: str, x, y) -> dict:
@@ -52,7 +52,7 @@ def run(args):
         if kind != "po2":
             raise UserError(f"the golden engine runs quantized checkpoints and {blob['path']} is FP32: "
                             f"quantize it first ('hashiflex quantize') or use --engine torch")
-        x, y = dataset_split(args.dataset, "test", args.data, args.limit, cfg, blob["path"])
+        [(x, y)] = dataset_splits(args.dataset, {"test": args.limit}, args.data, cfg, blob["path"])
         t0 = time.time()
         result = _golden(args.checkpoint, x, y) if args.engine == "golden" else _compare(args.checkpoint, x, y)
     else:
@@ -62,7 +62,7 @@ def run(args):
             from ..quant.qat import load_qmodel
             model, _ = load_qmodel(args.checkpoint)
             dtype = torch.float64  # float64 makes the quantized model's arithmetic exact
-        x, y = dataset_split(args.dataset, "test", args.data, args.limit, cfg, blob["path"])
+        [(x, y)] = dataset_splits(args.dataset, {"test": args.limit}, args.data, cfg, blob["path"])
         t0 = time.time()
         logits = predict(model, x, dtype=dtype)
         acc = accuracy(logits, y)

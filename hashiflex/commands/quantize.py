@@ -8,7 +8,7 @@ from ..errors import UserError
 from ..quant.config import QuantConfig
 from ..sim.golden import golden_accuracy
 from ..quant.qat import QATSettings, quantize_from_fp32
-from .common import (check_count, check_epochs, check_finite, check_lr, dataset_split, fp32_model, output_file,
+from .common import (check_count, check_epochs, check_finite, check_lr, dataset_splits, fp32_model, output_file,
                      resolve_device)
 
 
@@ -49,8 +49,8 @@ def run(args):
     s = qat_settings(args, args.exp_bits, args.prune)
     out = output_file(args.out, inputs=[args.checkpoint])
     cfg = load_fp32_source(args.checkpoint)["model_config"]
-    xtr, ytr = dataset_split(args.dataset, "train", args.data, args.limit, cfg, args.checkpoint)
-    xte, yte = dataset_split(args.dataset, "test", args.data, args.test_limit, cfg, args.checkpoint)
+    (xtr, ytr), (xte, yte) = dataset_splits(args.dataset, {"train": args.limit, "test": args.test_limit}, args.data,
+                                            cfg, args.checkpoint)
     r = quantize_from_fp32(args.checkpoint, xtr, ytr, xte, yte, s, evaluate=golden_accuracy)
     check_finite(r.model.state_dict(), "QAT")
     r.save(out, extra_meta={"command": "hashiflex quantize", "train_images": len(xtr), "test_images": len(xte)})

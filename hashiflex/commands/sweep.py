@@ -17,7 +17,7 @@ from ..errors import UserError, os_error_hint
 from ..progress import bar
 from ..sim.golden import golden_accuracy
 from ..quant.qat import quantize_from_fp32
-from .common import check_finite, dataset_split, writable_dir
+from .common import check_finite, dataset_splits, writable_dir
 from .quantize import check_training_options, load_fp32_source, qat_settings
 
 FIELDS = ("exp_bits", "prune", "seed", "accuracy", "sparsity", "accuracy_mean", "accuracy_spread")
@@ -149,8 +149,8 @@ def run(args):
     blob = load_fp32_source(args.checkpoint)
     ckpt = Path(blob["path"]).read_bytes()
     cfg = blob["model_config"]
-    xtr, ytr = dataset_split(args.dataset, "train", args.data, args.limit, cfg, args.checkpoint)
-    xte, yte = dataset_split(args.dataset, "test", args.data, args.test_limit, cfg, args.checkpoint)
+    (xtr, ytr), (xte, yte) = dataset_splits(args.dataset, {"train": args.limit, "test": args.test_limit}, args.data,
+                                            cfg, args.checkpoint)
     digest = hashlib.sha256(ckpt).hexdigest()
     other_data = {"dataset": args.dataset} if args.dataset not in (None, "fashion-mnist") else {}
     configs = [{"checkpoint_sha256": digest, "train_images": len(xtr), "test_images": len(xte), **other_data,

@@ -15,7 +15,7 @@ from ..models.mobilenetv2 import MobileNetV2, MobileNetV2Config
 from ..models.capture import capture, load_factory
 from ..models.graph import GraphNet
 from ..train.loop import TrainSettings, accuracy, predict, to_model_input, train
-from .common import (check_count, check_epochs, check_finite, check_lr, dataset_split, fp32_model,
+from .common import (check_count, check_epochs, check_finite, check_lr, dataset_splits, fp32_model,
                      output_file, parse_input_shape, resolve_device)
 
 
@@ -66,8 +66,8 @@ def run(args):
                              device=resolve_device(args.device))
     out = output_file(args.out)
     data_dir = find_data_dir(args.data) if args.dataset in (None, "fashion-mnist") else args.dataset
-    xtr, ytr = dataset_split(args.dataset, "train", args.data, args.limit, model_cfg, "the model")
-    xte, yte = dataset_split(args.dataset, "test", args.data, args.test_limit, model_cfg, "the model")
+    (xtr, ytr), (xte, yte) = dataset_splits(args.dataset, {"train": args.limit, "test": args.test_limit}, args.data,
+                                            model_cfg, "the model")
 
     t0 = time.time()
     train(model, xtr, ytr, settings, desc="train")
