@@ -116,7 +116,7 @@ def test_find_cycle_finds_one():
 # the flow's order: a stage may import its own package and earlier stages only
 STAGES = ["hashiflex.errors", "hashiflex.progress", "hashiflex.cluster", "hashiflex.data", "hashiflex.models", "hashiflex.checkpoint",
           "hashiflex.train", "hashiflex.quant", "hashiflex.ir", "hashiflex.sim", "hashiflex.rtl",
-          "hashiflex.finetune", "hashiflex.verify", "hashiflex.cost", "hashiflex.report", "hashiflex.commands",
+          "hashiflex.finetune", "hashiflex.verify", "hashiflex.synth", "hashiflex.cost", "hashiflex.report", "hashiflex.commands",
           "hashiflex.cli", "hashiflex.__main__", "hashiflex"]
 
 

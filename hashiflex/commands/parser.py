@@ -321,6 +321,32 @@ def _add_estimate(sub) -> None:
     p.set_defaults(module="estimate")
 
 
+def _add_synth(sub) -> None:
+    p = sub.add_parser(
+        "synth", formatter_class=FMT, help="map every layer module onto ASAP7 cells and time it with OpenSTA",
+        description="Map every layer module of BUILD onto standard cells (Yosys + ABC, ASAP7 RVT TT shipped with "
+                    "hashiflex, or --liberty) and time it with OpenSTA (Debian's 'opensta'): cell area, worst "
+                    "register-to-register path with its start and end, cells and flip-flops per module; total "
+                    "area, fmax and the module that sets it; the cost model's area beside. Results are cached by "
+                    "content hash (docs/cost.md, 'Real cells').",
+        epilog="example:\n  hashiflex synth small --jobs 2\n"
+               "  hashiflex synth build --module 'hf_l0*' --clock-ghz 1.5 --json\n"
+               "  $HASHIFLEX_YOSYS / $HASHIFLEX_STA: other yosys / sta executables")
+    p.add_argument("build", metavar="BUILD", help="folder written by 'hashiflex compile' (with RTL)")
+    p.add_argument("--module", dest="modules", nargs="+", metavar="NAME",
+                   help="only these modules (names or op names; globs like 'hf_l0*')")
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="modules synthesized at once (default 2)")
+    p.add_argument("--clock-ghz", type=float, default=1.0, metavar="F",
+                   help="clock ABC maps for and OpenSTA checks against (default 1.0)")
+    p.add_argument("--liberty", nargs="+", metavar="FILE",
+                   help="liberty files (.lib or .lib.gz) to map onto instead of the shipped ASAP7 RVT TT cells")
+    p.add_argument("--timeout", type=float, metavar="S", help="give up on a module after S seconds (default: none)")
+    p.add_argument("--no-cache", action="store_true", help="synthesize again even when a cached result exists")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as one JSON object on the last line of stdout")
+    p.set_defaults(module="synth")
+
+
 def _add_npu_image(sub) -> None:
     p = sub.add_parser(
         "npu-image", formatter_class=FMT, help="write or check an NPU weight image",
@@ -412,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile(sub)
     _add_verify(sub)
     _add_estimate(sub)
+    _add_synth(sub)
     _add_npu_image(sub)
     _add_finetune(sub)
     _add_demo(sub)
