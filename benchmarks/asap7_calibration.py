@@ -20,20 +20,22 @@ constants of hashiflex/cost/tech.py.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from dataclasses import dataclass
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import linprog, nnls
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clock_calibration import cases  # noqa: E402
-from hashiflex.cost import model, tech  # noqa: E402
+from hashiflex.cost import model, tech, timing  # noqa: E402
 from hashiflex.synth import liberty  # noqa: E402
-from hashiflex.synth.run import Job, synth_all  # noqa: E402
+from hashiflex.synth.run import Job, ModuleSynth, synth_all  # noqa: E402
 
 AREA_PARTS = ("adders", "requant", "registers", "arrays")
 
@@ -50,9 +52,14 @@ def area_fit(out: Path, lib, jobs: int, period_ps: float) -> None:
     def parts(c) -> list[float]:
         return [c.detail["area"].get(k, 0.0) for k in AREA_PARTS] + [1.0]
 
+    def requant(c) -> float:   # kept at its derived value (tech.A_REQUANT_BIT): it moves with the adder bits
+        return c.detail["area"].get("requant", 0.0)
+
     a = np.array([parts(c) for c in fit_cases])
-    y = np.array([r.area_um2 for r in res[:len(fit_cases)]])
+    a[:, AREA_PARTS.index("requant")] = 0.0
+    y = np.array([r.area_um2 - requant(c) for c, r in zip(fit_cases, res)])
     coef, _ = nnls(a, y)
+    coef[AREA_PARTS.index("requant")] = 1.0
     print("\n| module | kind | cells um^2 | fitted model um^2 | error | current model um^2 | error |")
     print("|---|---|---|---|---|---|---|")
     worst = {"fit": 0.0, "held": 0.0}
@@ -73,57 +80,136 @@ def area_fit(out: Path, lib, jobs: int, period_ps: float) -> None:
           f"{100 * worst['held']:.1f} % ({len(held_cases)} modules)")
 
 
+@dataclass
+class Row:
+    name: str
+    kind: str
+    d: int
+    w: int
+    adders: int          # of one copy (the spread term's A)
+    fit: bool
+    control: bool        # an add or a pool: its path is the control's, not a tree's
+    res: ModuleSynth
+    model: object = None  # the cost model's LayerModel: its delay_ns with the fitted constants
+
+
+def module_facts(files, top: str) -> tuple[int, bool, int | None]:
+    """(adders of one copy, is an add or pool, multicycle) from the module's build manifest."""
+    from hashiflex.rtl.readback import read_manifest
+
+    man = read_manifest(Path(files[-1]).parent / "manifest.json")
+    m = next(m for m in man.modules if m.name == top)
+    return max(1, m.adders // m.copies()), m.kind != "conv", m.multicycle
+
+
+def build_rows(build: Path, lib, period_ps: float) -> list[Row]:
+    """The modules of a build already synthesized by `hashiflex synth BUILD --clock-ghz G` (read
+    from the cache; nothing is synthesized here) whose worst path misses G, so that ABC mapped them
+    for speed as it maps the calibration modules; alternate ones go to the fit and held-out sets."""
+    from hashiflex.cost.design import load_build
+    from hashiflex.cost.model import models_for
+    from hashiflex.synth.build import jobs_for
+    from hashiflex.synth.run import job_key, read_cached
+
+    prog, man, graphs = load_build(build)
+    lms = {m.op.name: m for m in models_for(prog, man, graphs)}
+    out = []
+    for m, job in zip(man.modules, jobs_for(Path(build) / "rtl", man, list(man.modules), period_ps)):
+        r = read_cached(job_key(job, lib))
+        if r is None or r.path is None or r.path.period_ps <= period_ps or m.kind != "conv":
+            continue
+        lm = lms[m.op]
+        out.append(Row(f"{Path(build).name}:{m.op}", f"{lm.kind} ({m.adders:,} adders)", lm.timing_depth(),
+                       lm.network().max_width, lm.copy_adders(), len(out) % 2 == 0, False, r, lm))
+    return out
+
+
+def minimax_lp(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Non-negative coefficients c minimising max_i |x_i . c / y_i - 1| (a linear program)."""
+    n, k = x.shape
+    cost = np.zeros(k + 1)
+    cost[-1] = 1.0
+    xs = x / y[:, None]
+    a_ub = np.vstack([np.hstack([xs, -np.ones((n, 1))]), np.hstack([-xs, -np.ones((n, 1))])])
+    b_ub = np.concatenate([np.ones(n), -np.ones(n)])
+    r = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=[(0, None)] * (k + 1))
+    return float(r.x[-1]), r.x[:k]
+
+
+def timing_fit(out: Path, lib, jobs: int, period_ps: float, build: Path | None, build_period_ps: float) -> dict:
+    cs = list(cases(out))
+    facts = [module_facts(c[2], c[3]) for c in cs]
+    res = synth_all([Job(c[3], tuple(c[2]), period_ps, f[2]) for c, f in zip(cs, facts)], lib, jobs)
+    rows = []
+    for (name, kind, files, top, d, w, lm), r, (a, ctrl, _) in zip(cs, res, facts):
+        rows.append(Row(name, kind, d, w, a, not name.startswith("mbv2s_") and "pipelined" not in kind, ctrl, r, lm))
+    if build:
+        rows += build_rows(build, lib, build_period_ps)
+    t_reg = float(np.median([r.res.path.launch_ps + r.res.path.setup_ps for r in rows if r.fit]))
+    data = [r for r in rows if r.fit and not r.control]
+    x = np.array([[r.w, r.d, 1.0, math.log(r.adders, 4)] for r in data])
+    y = np.array([r.res.path.period_ps - t_reg for r in data])
+    e_data, (t_fa, t_level, t_requant, t_spread) = minimax_lp(x, y)
+    limited = [r for r in rows if r.fit and r.control and "count" in r.res.path.start]
+    t_ctrl = max(r.res.path.period_ps - t_reg for r in limited)
+    fit = {"T_REG": t_reg, "T_FA": t_fa, "T_LEVEL": t_level, "T_REQUANT": t_requant, "T_SPREAD": t_spread,
+           "T_CTRL": t_ctrl}
+
+    def predict(r: Row) -> float:
+        """The cost model's own delay_ns (cost.timing, cost.model) with the fitted constants."""
+        saved = {k: getattr(tech, k) for k in fit}
+        try:
+            for k, v in fit.items():
+                setattr(tech, k, v / 1e3)
+            if r.model is not None:
+                return 1e3 * r.model.delay_ns()
+            return 1e3 * max(timing.stage_delay_ns(r.d, r.w, adders=r.adders), timing.control_delay_ns())
+        finally:
+            for k, v in saved.items():
+                setattr(tech, k, v)
+
+    print(f"timing: calibration modules mapped for {1e3 / period_ps:g} GHz ({period_ps:.0f} ps: ABC maps for "
+          f"speed)" + (f", and {build}'s modules that miss {1e3 / build_period_ps:g} GHz" if build else "")
+          + f"; timed by OpenSTA; {lib.corner}\n")
+    print("| module | kind | d | W | adders/copy | OpenSTA worst path ps | model ps | error | start -> end |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    worst = {True: 0.0, False: 0.0}
+    for r in rows:
+        pred = predict(r)
+        e = pred / r.res.path.period_ps - 1
+        worst[r.fit] = max(worst[r.fit], abs(e))
+        print(f"| {r.name} | {r.kind}{'' if r.fit else ' (held out)'} | {r.d} | {r.w} | {r.adders:,} | "
+              f"{r.res.path.period_ps:.0f} | {pred:.0f} | {100 * e:+.1f} % | {r.res.path.start} -> {r.res.path.end} |")
+    print("\nfit (ps): " + ", ".join(f"{k} = {v:.1f}" for k, v in fit.items())
+          + "; T_REG is the median measured clock-to-output + setup, T_CTRL the slowest control path of the fit set")
+    print(f"worst timing error: fit set {100 * worst[True]:.1f} % ({sum(r.fit for r in rows)} modules; trees "
+          f"{100 * e_data:.1f} %), held-out {100 * worst[False]:.1f} % ({sum(not r.fit for r in rows)} modules)")
+    print(f"current tech.py (ps): T_REG = {tech.T_REG * 1e3:.1f}, T_FA = {tech.T_FA * 1e3:.1f}, T_LEVEL = "
+          f"{tech.T_LEVEL * 1e3:.1f}, T_REQUANT = {tech.T_REQUANT * 1e3:.1f}, T_SPREAD = "
+          f"{getattr(tech, 'T_SPREAD', 0.0) * 1e3:.1f}, T_CTRL = {getattr(tech, 'T_CTRL', 0.0) * 1e3:.1f}")
+    return fit
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="folder for the generated modules (default: a temporary one)")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--clock-ghz", type=float, default=1.0)
+    ap.add_argument("--timing-ghz", type=float, default=5.0,
+                    help="clock ABC maps for in the timing fit (tight: the fastest mapping; default 5)")
+    ap.add_argument("--area-ghz", type=float, default=1.0, help="clock ABC maps for in the area fit (default 1)")
+    ap.add_argument("--build", help="also check the timing model on this build's modules, as already "
+                                    "synthesized by 'hashiflex synth BUILD' (held out; read from the cache)")
+    ap.add_argument("--build-ghz", type=float, default=1.0, help="the clock 'hashiflex synth BUILD' mapped for")
     a = ap.parse_args(argv)
     t0 = time.time()
     lib = liberty.load()
     with tempfile.TemporaryDirectory(prefix="hf_asap7_") as td:
         out = Path(a.out or td)
         out.mkdir(parents=True, exist_ok=True)
-        rows = list(cases(out))
-        res = synth_all([Job(top, tuple(files), 1e3 / a.clock_ghz) for _, _, files, top, _, _ in rows], lib, a.jobs)
-    fit = [i for i, r in enumerate(rows) if not r[0].startswith("mbv2s_") and "pipelined" not in r[1]
-           and "add" not in r[1] and "pool" not in r[1] and res[i].path]
-    held = [i for i, r in enumerate(rows) if i not in fit and res[i].path]
-    x = np.array([[rows[i][5], rows[i][4], 1.0] for i in fit])
-    y = np.array([res[i].path.period_ps for i in fit])
-    best = None
-    for c in np.arange(0.0, 600.0, 5.0):
-        for kd in np.arange(0.0, 150.0, 1.0):
-            kw = np.arange(0.0, 80.0, 0.5)
-            pred = kw[:, None] * x[:, 0][None, :] + kd * x[:, 1][None, :] + c
-            err = np.abs(pred / y[None, :] - 1).max(axis=1)
-            j = int(np.argmin(err))
-            if best is None or err[j] < best[0] - 1e-12:
-                best = (err[j], float(kw[j]), float(kd), float(c))
-    _, t_fa, t_level, fixed = best
-    t_reg = float(np.median([res[i].path.launch_ps + res[i].path.setup_ps for i in fit
-                             if res[i].path.launch_ps is not None]))
-    print(f"{len(rows)} modules, {time.time() - t0:.0f} s; ABC target {a.clock_ghz:g} GHz; {lib.corner}\n")
-    print("| module | kind | d | W | OpenSTA worst path ps | fitted model ps | error | current model ps | "
-          "start -> end |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    errs = {"fit": [], "held": []}
-    for i, (name, kind, _, _, d, w) in enumerate(rows):
-        r = res[i]
-        if r.path is None:
-            continue
-        pred = t_fa * w + t_level * d + fixed
-        cur = 1e3 * model.stage_delay_ns(d, w)
-        e = pred / r.path.period_ps - 1
-        errs["fit" if i in fit else "held"].append(abs(e))
-        print(f"| {name} | {kind}{'' if i in fit else ' (held out)'} | {d} | {w} | {r.path.period_ps:.0f} | "
-              f"{pred:.0f} | {100 * e:+.1f} % | {cur:.0f} | {r.path.start} -> {r.path.end} |")
-    print(f"\ntiming fit: T_FA = {t_fa:.1f} ps, T_LEVEL = {t_level:.1f} ps, fixed = {fixed:.0f} ps "
-          f"(T_REG = {t_reg:.1f} ps measured clock-to-output + setup, T_REQUANT = {fixed - t_reg:.1f} ps)")
-    print(f"worst timing error: fit set {100 * max(errs['fit']):.1f} % ({len(errs['fit'])} modules), "
-          f"held-out {100 * max(errs['held'] or [0]):.1f} % ({len(errs['held'])} modules)")
-    with tempfile.TemporaryDirectory(prefix="hf_asap7_area_") as td:
-        area_fit(Path(a.out or td), lib, a.jobs, 1e3 / a.clock_ghz)
+        timing_fit(out / "timing", lib, a.jobs, 1e3 / a.timing_ghz, Path(a.build) if a.build else None,
+                   1e3 / a.build_ghz)
+        area_fit(out, lib, a.jobs, 1e3 / a.area_ghz)
+    print(f"\n{time.time() - t0:.0f} s")
     return 0
 
 

@@ -34,7 +34,7 @@ PIPELINED = ("dw3x3_c8", "pw1x1_16to12_e7", "stem3x3_s2_3to8", "mbv2s_features.0
 
 
 def cases(out: Path):
-    """(name, kind, verilog files, top, adder levels d, widest adder W) per module."""
+    """(name, kind, verilog files, top, adder levels d, widest adder W, its cost.model.LayerModel) per module."""
     from hashiflex.ir.build import program_from_qmodel, random_qmodel
     from hashiflex.models.mobilenetv2 import MobileNetV2Config
     from hashiflex.quant.config import QuantConfig
@@ -62,7 +62,9 @@ def cases(out: Path):
         g = man.input.lanes if idx == 0 else mod.lanes_in or mod.lanes or 1
         net = lm.network(g, 1)
         depth = lm.timing_depth() if k else (lm.shared[2] if lm.shared else net.depth)
-        yield name, kind, [d / "hf_prims.v", d / mod.file], mod.name, int(depth), int(net.max_width)
+        if k:
+            lm.pipeline_levels = k
+        yield name, kind, [d / "hf_prims.v", d / mod.file], mod.name, int(depth), int(net.max_width), lm
 
 
 def minimax_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
         out = Path(a.out or td)
         out.mkdir(parents=True, exist_ok=True)
         rows = []
-        for name, kind, files, top, d, w in cases(out):
+        for name, kind, files, top, d, w, _ in cases(out):
             rows.append((name, kind, d, w, path_depth(files, top, use_cache=not a.no_cache)))
     timed = [r for r in rows if "add" not in r[1] and "pipelined" not in r[1]]
     x = np.array([[r[3], r[2], 1.0] for r in timed])

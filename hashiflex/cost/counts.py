@@ -242,23 +242,12 @@ def adder_network(prog: Program, op, lanes: int = 1) -> Network:
         t = [(False, op.align_a, *stream_range(a)), (False, op.align_b, *stream_range(b))]
         return _small(t, round_const(op.shift), op.shift, op.clamp_lo, op.clamp_hi, stream_bits(y)).scaled(a.shape[0])
     if isinstance(op, AvgPool):
-        x, y = prog.tensors[op.input], prog.tensors[op.output]
-        c, h, w = x.shape
-        xlo, xhi = stream_range(x)
-        alo, ahi = min(0, h * w * xlo), max(0, h * w * xhi)
-        acc = _small([(False, 0, alo, ahi)] + [(False, 0, xlo, xhi)] * lanes, 0, 0, None, None, bits_for(alo, ahi))
-        acc.requant_bits = 0   # the accumulator is not requantized
-        if h * -(-w // lanes) == 1:
-            acc.carry_bits = 0  # one beat per image: the accumulator is always zero, no carry chain
-        slo, shi = alo + lanes * min(xlo, 0), ahi + lanes * max(xhi, 0)
-        mult = _small([(n, k, slo, shi) for k, n in csd_digits(op.mult)], round_const(op.shift), op.shift, op.clamp_lo,
-                      op.clamp_hi, stream_bits(y))
+        acc, mult, one_beat = pool_parts(prog, op, lanes)
+        c = prog.tensors[op.input].shape[0]
         net = (acc + mult).scaled(c)
-        # timing: the accumulator's adder feeds the scaling tree and the requantizer in the same
-        # cycle (the RTL registers the result in the output FIFO on the last beat): one path
-        # through both (Yosys gate depth: benchmarks/clock_calibration.py). With one beat per
-        # image the accumulator is always zero and adds no level.
-        one_beat = h * -(-w // lanes) == 1
+        # timing: the accumulator's adder, then the scaling tree and the requantizer (in the same cycle
+        # for one beat per image, else from the registered sum, a multicycle path: cost.model). With one
+        # beat per image the accumulator is always zero and adds no level.
         net.depth = mult.depth + (0 if one_beat else acc.depth)
         net.max_width = max(mult.max_width, 0 if one_beat else acc.max_width)
         net.level_bits = [b * c for b in (([] if one_beat else acc.level_bits) + mult.level_bits)]
@@ -268,6 +257,25 @@ def adder_network(prog: Program, op, lanes: int = 1) -> Network:
     if isinstance(op, AvgPoolWindow):
         return window_average_network(prog, op)
     raise TypeError(f"no adder network for {op!r}")
+
+
+def pool_parts(prog: Program, op: AvgPool, lanes: int = 1) -> tuple[Network, Network, bool]:
+    """One channel of a global pool as rtl.layers.pool_module emits it: (the accumulator's tree over
+    the sum and `lanes` inputs, the scaling tree over mult's CSD digits with the rounding constant and
+    the requantizer, one beat per image)."""
+    x, y = prog.tensors[op.input], prog.tensors[op.output]
+    c, h, w = x.shape
+    xlo, xhi = stream_range(x)
+    alo, ahi = min(0, h * w * xlo), max(0, h * w * xhi)
+    one_beat = h * -(-w // lanes) == 1
+    acc = _small([(False, 0, alo, ahi)] + [(False, 0, xlo, xhi)] * lanes, 0, 0, None, None, bits_for(alo, ahi))
+    acc.requant_bits = 0   # the accumulator is not requantized
+    if one_beat:
+        acc.carry_bits = 0  # one beat per image: the accumulator is always zero, no carry chain
+    slo, shi = alo + lanes * min(xlo, 0), ahi + lanes * max(xhi, 0)
+    mult = _small([(n, k, slo, shi) for k, n in csd_digits(op.mult)], round_const(op.shift), op.shift, op.clamp_lo,
+                  op.clamp_hi, stream_bits(y))
+    return acc, mult, one_beat
 
 
 def comparator_network(prog: Program, op: MaxPool) -> Network:

@@ -25,11 +25,13 @@ from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Progra
 from ..ir.sharing import AdderGraphs
 from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits
 from ..rtl.convert import converter_register_bits
-from ..rtl.layers import graph_counts
+from ..rtl.layers import POOL_MULTICYCLE, graph_counts
 from ..rtl.manifest import Manifest, NPUEntry
 from ..rtl.npu import NPUCounts
 from ..rtl.schedule import hw_ops
 from . import counts, storage, tech
+from .timing import (compare_delay_ns, compare_levels_per_stage, control_delay_ns, levels_per_stage,  # noqa: F401
+                     stage_delay_ns)
 
 
 @dataclass
@@ -97,26 +99,12 @@ def array_cost(words: int, width: int, accesses: float, two_port: bool = True, s
     return bits * tech.a_mem_ff_bit(words), accesses * width * tech.E_FF_BIT, False
 
 
-def stage_delay_ns(depth: int, width: int, requant: bool = True) -> float:
-    """A register-to-register stage of `depth` adder levels whose widest adder is `width` bits
-    (ripple-carry: the carry waves of successive levels overlap), ending in the requantizer."""
-    return tech.T_REG + width * tech.T_FA + depth * tech.T_LEVEL + (tech.T_REQUANT if requant else 0.0)
-
-
-def levels_per_stage(period_ns: float, width: int) -> int:
-    """Most adder levels a stage can hold at this clock (ripple adders; 0: not reachable)."""
-    return int(math.floor((period_ns - tech.T_REG - tech.T_REQUANT - width * tech.T_FA) / tech.T_LEVEL + 1e-9))
-
-
-def compare_delay_ns(depth: int, width: int) -> float:
-    """A stage of `depth` comparator levels of `width` bits (a max pool): each level's mux waits for
-    its comparator's whole carry chain, so the levels do not overlap as an adder tree's do."""
-    return tech.T_REG + depth * (width * tech.T_FA + tech.T_LEVEL)
-
-
-def compare_levels_per_stage(period_ns: float, width: int) -> int:
-    """Most comparator levels a stage can hold at this clock (0: not reachable)."""
-    return int(math.floor((period_ns - tech.T_REG) / (width * tech.T_FA + tech.T_LEVEL) + 1e-9))
+def pool_multicycle(prog: Program, op) -> int | None:
+    """The cycles a global pool's scaling path has (rtl.layers.pool_module), None for other ops."""
+    if not isinstance(op, AvgPool):
+        return None
+    _, h, w = prog.tensors[op.input].shape
+    return POOL_MULTICYCLE if h * w >= POOL_MULTICYCLE else None
 
 
 class LayerModel:
@@ -130,6 +118,8 @@ class LayerModel:
         self.pipeline_levels = None        # conv trees cut every K levels (a pipelined build or plan)
         self.pipe_bits = None              # the pipeline register bits emitted for them (None: modelled)
         self._pool_nets: dict[int, counts.Network] = {}
+        # a global pool with two or more beats per image scales its registered sum over POOL_MULTICYCLE cycles
+        self.multicycle = pool_multicycle(prog, op)
         self._taps = None
         # once-per-image logic (the Po2 classifier) has a whole image's cycles: a multicycle path
         self.timed = not isinstance(op, Linear)
@@ -157,19 +147,33 @@ class LayerModel:
         d = self.tree_depth()
         return min(d, self.pipeline_levels) if self.pipeline_levels else d
 
+    def copy_adders(self) -> int:
+        """Adders of one copy as generated (shared), else the naive trees'."""
+        return self.shared[0] if self.shared else self.network().adders
+
     def delay_ns(self, depth: int | None = None) -> float:
-        """A register-to-register path through `depth` levels of the layer's network (default: as
-        generated): adder levels ending in the requantizer, or a max pool's comparator levels."""
+        """The layer's slowest register-to-register path (cost.timing), through `depth` levels of its
+        network (default: as generated): adder levels ending in the requantizer, or a max pool's
+        comparator levels; never less than the control path."""
         depth = self.timing_depth() if depth is None else depth
         if isinstance(self.op, MaxPool):
-            return compare_delay_ns(depth, self.network().max_width)
-        return stage_delay_ns(depth, self.network().max_width)
+            data = compare_delay_ns(depth, self.network().max_width)
+        elif isinstance(self.op, AvgPool) and self.multicycle:
+            acc, mult, _ = counts.pool_parts(self.prog, self.op)
+            data = max(stage_delay_ns(acc.depth, acc.max_width, requant=False),
+                       stage_delay_ns(mult.depth, mult.max_width) / self.multicycle)
+        else:
+            data = stage_delay_ns(depth, self.network().max_width, adders=self.copy_adders())
+        return max(data, control_delay_ns())
 
     def levels_for(self, period_ns: float) -> int:
-        """Most levels of the layer's network one stage holds at this clock (0: not reachable)."""
+        """Most levels of the layer's network one stage holds at this clock (0: not reachable,
+        also when the control path alone misses it)."""
+        if control_delay_ns() > period_ns:
+            return 0
         if isinstance(self.op, MaxPool):
             return compare_levels_per_stage(period_ns, self.network().max_width)
-        return levels_per_stage(period_ns, self.network().max_width)
+        return levels_per_stage(period_ns, self.network().max_width, self.copy_adders())
 
     def out_pixels(self) -> int:
         t = self.prog.tensors[self.op.output]
@@ -352,7 +356,7 @@ def uniform_levels(models: list[LayerModel], period_ns: float) -> int | None:
         if not isinstance(m.op, Conv):
             raise UserError(f"layer {m.op.name} ({m.kind}) is not pipelined and its path takes {t:.3f} ns: ask for at "
                             f"most {1 / t:.3f} GHz")
-        per = levels_per_stage(period_ns, net.max_width)
+        per = m.levels_for(period_ns)
         if per < 1:
             raise UserError(f"layer {m.op.name}: {net.max_width}-bit ripple adders cannot meet a {period_ns:.3f} ns "
                             f"clock even with one adder level per stage")

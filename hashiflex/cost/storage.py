@@ -11,8 +11,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..ir.intervals import bits_for
-from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, round_const
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, csd_digits, round_const
 from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits, stream_range
+from ..rtl.emit import constant_result
+from ..rtl.layers import POOL_MULTICYCLE
 from ..rtl.pool import constant_average
 from ..errors import UserError
 from ..rtl.walk import check_rows, columns, kernel_of, row_walk, windowed
@@ -147,10 +149,16 @@ def storage(prog: Program, op, g: int = 1, v: int = 1, trim: bool = True, taps=N
         n = -(-h // v) * -(-w // g)
         xlo, xhi = stream_range(x)
         f = fifo_storage(c * stream_bits(y), OUT_FIFO_DEPTH, "out_fifo")
-        acc = c * bits_for(min(0, h * w * xlo), max(0, h * w * xhi))
+        alo, ahi = min(0, h * w * xlo), max(0, h * w * xhi)
+        acc = c * bits_for(alo, ahi)
         if trim and n == 1:
             acc = 0   # one beat per image: the accumulator is always cleared, synthesis removes it
         reg = (max(1, (n - 1).bit_length()) if n > 1 else 0) + acc
+        if n >= POOL_MULTICYCLE:   # the registered sum of each scaled channel, and sv, mc (rtl.layers.pool_module)
+            slo, shi = alo + g * v * xlo, ahi + g * v * xhi
+            scaled = constant_result([(slo, shi, k, neg) for k, neg in csd_digits(op.mult)], round_const(op.shift),
+                                     op.shift, op.clamp_lo, op.clamp_hi) is None
+            reg += 2 + (c * bits_for(slo, shi) if scaled else 0)
         return Storage(reg + f.reg_bits, f.arrays)
     if isinstance(op, Linear):
         y = prog.tensors[op.output]

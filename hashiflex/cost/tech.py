@@ -9,6 +9,8 @@ Sources:
          of the cells the reference does not list are OUR ASSUMPTION (marked "assumed").
   [drv]  derived here from [ref] numbers by the arithmetic stated next to it.
   [asm]  assumed: no source; the value is a stated modelling choice (docs/cost.md).
+  [asap7] fitted to ASAP7 RVT TT standard cells mapped by Yosys/ABC and timed by OpenSTA
+         (hashiflex synth; benchmarks/asap7_calibration.py; tables in docs/cost.md, "Real cells").
   [cal]  calibrated against Yosys gate-level synthesis of generated modules (areas:
          benchmarks/cost_calibration.py; path delays: benchmarks/clock_calibration.py; the tables
          are in docs/cost.md).
@@ -109,17 +111,16 @@ E_SRAM_BIT_LARGE = E_SRAM64_1MB / 64    # [drv] per bit, the NPU's ~1 MB weight 
 E_MAC = E_MUL8 + E_ADD32            # [drv] one int8 multiply + int32 accumulate
 
 # -- timing (ns) -----------------------------------------------------------------------------
-T_GATE = 0.010      # [asm] one two-input gate of ABC's mapping in a 7nm FinFET library (about one FO4;
-                    # no published figure was at hand offline, so this is the one assumed delay)
-# A register-to-register stage of d adder levels whose widest adder is W bits (ripple-carry adders
-# in a tree: the carry waves of successive levels overlap) ending in the requantizer:
-#   t_stage = T_REG + W * T_FA + d * T_LEVEL + T_REQUANT
-# T_FA, T_LEVEL and T_REQUANT are gate counts fitted to the longest paths Yosys measures on 15
-# generated modules (ripple-carry adders, ABC onto two-input gates, `ltp`; minimax relative error,
-# worst 13.6 %; benchmarks/clock_calibration.py, table in docs/cost.md), times T_GATE:
-T_FA = 1.12 * T_GATE        # [cal] per bit of the widest adder (1.12 gates)
-T_LEVEL = 3.60 * T_GATE     # [cal] per adder level (3.6 gates)
-T_REQUANT = 4 * T_GATE      # [cal] requantize: clamp comparison against constants and the mux (4 gates)
-T_REG = 0.050               # [asm] clock-to-q + setup + skew margin per pipeline stage
+# The clock model (cost.timing): t_stage = T_REG + W * T_FA + d * T_LEVEL + T_REQUANT + T_SPREAD *
+# log4(adders of one copy), never less than T_REG + T_CTRL. Every constant is fitted to OpenSTA's
+# worst register-to-register paths of generated modules on ASAP7 RVT TT cells, mapped by ABC for
+# speed (benchmarks/asap7_calibration.py; the modules, the fit and the held-out errors are in
+# docs/cost.md, "Real cells"). No wire delay (no placement) and an ideal clock: both are left out.
+T_REG = 0.0750      # [asap7] clock-to-output of the launching flip-flop + setup of the capturing one (median)
+T_FA = 0.0290       # [asap7] per bit of the widest adder (the ripple carry; FAx1's carry arc is 29 ps)
+T_LEVEL = 0.0530    # [asap7] per adder level
+T_REQUANT = 0.0060  # [asap7] the requantizer's clamp and mux beyond the last adder
+T_SPREAD = 0.0      # [asap7] per factor of 4 in a copy's adders: fan-out of window registers and shared adders
+T_CTRL = 0.2328     # [asap7] control: counters / FIFO occupancy through the buffered enable tree
 
 DEFAULT_NPU_DRAIN = 3   # cycles between passes over the weights (hashiflex.rtl.npu.DRAIN)

@@ -59,12 +59,22 @@ def add_module(name: str, op: Add, prog: Program, lanes: int = 1, out_depth: int
                   {"lanes": lanes, **({"out_fifo_depth": out_depth} if out_depth != OUT_FIFO_DEPTH else {})})
 
 
+# A global pool's scaling (the whole-image sum times mult, then requantized) is as wide as the sum
+# times mult (about 31 bits for a 7x7 map): on ASAP7 cells that path takes about 1.2 ns (hashiflex
+# synth; docs/cost.md, "Real cells"). It runs once per image, so with two or more beats per image the
+# sum is registered on the last beat and the result enters the output FIFO POOL_MULTICYCLE cycles
+# later: the scaling is a multicycle path (synth times it so) and the pool still takes a beat per
+# cycle. One beat per image keeps the single-cycle path (the input is the previous FIFO's register).
+POOL_MULTICYCLE = 2
+
+
 def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module:
     x, y = prog.tensors[op.input], prog.tensors[op.output]
     c, h, w = x.shape
     n = h * -(-w // lanes)  # beats per image; lanes past a row's end carry zeros
     bi, bo = stream_bits(x), stream_bits(y)
     xlo, xhi = stream_range(x)
+    staged = n >= POOL_MULTICYCLE
     net = Net()
     L = net.lines
     L.append("wire o_free;")
@@ -74,7 +84,12 @@ def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module
         L.append(f"wire last = p == {lit(n - 1, pw_)};")
     else:
         L.append("wire last = 1'b1;")
-    L.append("assign in_ready = ~last | o_free;")
+    if staged:   # sv: sq holds a sum; mc: its scaling has had a cycle; the FIFO takes it on the next
+        net.reg(["sv", "mc"])
+        L.append("wire push = sv & mc;")
+        L.append("assign in_ready = ~last | ~sv | (push & o_free);")
+    else:
+        L.append("assign in_ready = ~last | o_free;")
     L.append("wire fire = in_valid & in_ready;")
     alo, ahi = min(0, h * w * xlo), max(0, h * w * xhi)
     aw = bits_for(alo, ahi)
@@ -96,6 +111,11 @@ def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module
             outs.append(lit(k, bo))
             unused.append(s.name)
             continue
+        if staged:
+            sq = Sig(f"sq_{ch}", s.lo, s.hi)
+            net.reg(sq.name, s.width)
+            L.append(f"always @(posedge clk) if (fire & last) {sq.name} <= {s.name};")
+            s = sq
         terms = [Term(s, k, neg) for k, neg in csd_digits(op.mult)]
         rt = net.const_term(round_const(op.shift))
         root = net.tree(terms + ([rt] if rt else []))
@@ -108,13 +128,17 @@ def pool_module(name: str, op: AvgPool, prog: Program, lanes: int = 1) -> Module
     L.append("    if (rst | fire) begin")
     L += ["        " + u for u in acc_upd]
     L.append("    end")
+    if staged:
+        L += ["    if (rst) sv <= 1'b0;", "    else if (fire & last) sv <= 1'b1;", "    else if (push & o_free) sv <= 1'b0;",
+              "    mc <= ~(fire & last) & sv;"]
     L.append("end")
     net.wire("o_data", c * bo, _concat(outs))
-    _out_fifo(net, c * bo, "in_valid & last")
+    _out_fifo(net, c * bo, "push" if staged else "in_valid & last")
     _unused(net, unused)
     text = _header(name, [("in", lanes * c * bi)], c * bo, L)
     return Module(name, "avgpool", op.name, text, ["in"], [lanes * c * bi], c * bo, n, net.adders, net.adder_bits,
-                  net.reg_bits, {"mult": int(op.mult), "shift": int(op.shift), "lanes": lanes})
+                  net.reg_bits, {"mult": int(op.mult), "shift": int(op.shift), "lanes": lanes,
+                                 **({"multicycle": POOL_MULTICYCLE} if staged else {})})
 
 
 def linear_module(name: str, op: Linear, prog: Program, solved: LayerGraph | None = None) -> Module:

@@ -163,6 +163,8 @@ class ModuleEntry(_Entry):
     comparators: Count | None = None          # a max pool's comparator trees (all lanes), rtl.pool
     comparator_bits: Count | None = None
     comparator_depth: Count | None = None
+    # a global pool whose scaling is a multicycle path of this many cycles (rtl.layers.POOL_MULTICYCLE)
+    multicycle: Annotated[StrictInt, Field(ge=2, le=64)] | None = None
 
     @model_validator(mode="after")
     def _kind_fields(self):
@@ -177,7 +179,9 @@ class ModuleEntry(_Entry):
                              f"output FIFO")
         if self.rows_in is not None and (self.kind != "conv" or self.rows_in < 2 or self.lanes_src is not None):
             raise ValueError(f"module {self.name}: rows_in (> 1) is for a stem conv fed by the chip input")
-        given = {k for k in KIND_FIELDS["all"] if getattr(self, k) is not None}
+        if self.multicycle is not None and self.kind != "avgpool":
+            raise ValueError(f"module {self.name}: only a global pool's scaling is a multicycle path")
+        given = {k for k in KIND_FIELDS["all"] if getattr(self, k) is not None} - {"multicycle"}
         if given != KIND_FIELDS[self.kind]:
             diff = sorted(given ^ KIND_FIELDS[self.kind])
             raise ValueError(f"module {self.name} ({self.kind}): fields {', '.join(diff)} missing or not allowed")

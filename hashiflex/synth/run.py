@@ -42,10 +42,12 @@ class PathReport(BaseModel):
     worst_arc: str
     worst_arc_ps: float = Field(ge=0, le=1e9)
     launch_ps: float | None = Field(None, ge=0, le=1e9)    # the start flip-flop's clock-to-output
+    cycles: int = Field(1, ge=1, le=64)                     # a multicycle path's cycles
 
     @property
     def period_ps(self) -> float:
-        return self.arrival_ps + self.setup_ps
+        """The shortest clock period this path allows."""
+        return (self.arrival_ps + self.setup_ps) / self.cycles
 
 
 class ModuleSynth(BaseModel):
@@ -70,7 +72,7 @@ class ModuleSynth(BaseModel):
 
     @property
     def slack_ps(self) -> float | None:
-        return self.period_ps - self.path.period_ps if self.path else None
+        return (self.period_ps - self.path.period_ps) * self.path.cycles if self.path else None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Job:
     module: str
     files: tuple[Path, ...]      # the primitives first, then the module's own file
     period_ps: float
+    multicycle: int | None = None   # a global pool: its registered sums (sq_*) start a path of this many cycles
+    flat: bool = True               # False: each distinct primitive mapped once (flow.yosys_script)
 
 
 def cache_dir() -> Path:
@@ -87,7 +91,8 @@ def cache_dir() -> Path:
 
 def job_key(job: Job, lib: CellLibrary) -> str:
     h = hashlib.sha256()
-    for part in (flow.FLOW_VERSION, job.module, f"{job.period_ps:.1f}", lib.digest, str(flow.CONSTR_LOAD_FF)):
+    for part in (flow.FLOW_VERSION, job.module, f"{job.period_ps:.1f}", lib.digest, str(flow.CONSTR_LOAD_FF),
+                 *([f"multicycle {job.multicycle}"] if job.multicycle else []), *([] if job.flat else ["hier"])):
         h.update(part.encode() + b"\0")
     for f in job.files:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
@@ -156,7 +161,7 @@ def synth_module(job: Job, lib: CellLibrary, timeout: float | None = None) -> tu
             (tdp / f.name).write_bytes(f.read_bytes())
             names.append(f.name)
         (tdp / "constr.sdc").write_text(flow.constr_text(lib))
-        (tdp / "run.ys").write_text(flow.yosys_script(names, job.module, lib, lib_files, job.period_ps))
+        (tdp / "run.ys").write_text(flow.yosys_script(names, job.module, lib, lib_files, job.period_ps, job.flat))
         t0 = time.monotonic()
         code, out, rss = _run([yosys, "-q", "-s", "run.ys"], td, timeout, f"yosys on {job.module}")
         synth_s = time.monotonic() - t0
@@ -165,15 +170,16 @@ def synth_module(job: Job, lib: CellLibrary, timeout: float | None = None) -> tu
         netlist = flow.clean_netlist((tdp / "netlist.v").read_text())
         (tdp / "netlist.v").write_text(netlist)
         stat = json.loads((tdp / "stat.json").read_text())
-        (tdp / "sta.tcl").write_text(flow.sta_script(lib_files, job.module, job.period_ps))
+        (tdp / "sta.tcl").write_text(flow.sta_script(lib_files, job.module, job.period_ps, job.multicycle))
         t1 = time.monotonic()
         code, report, rss_sta = _run([sta, "-no_splash", "-exit", "sta.tcl"], td, timeout, f"OpenSTA on {job.module}")
         sta_s = time.monotonic() - t1
         if code != 0 or "Error" in report:
             raise UserError(f"OpenSTA could not time {job.module}: {_tail(report)}")
-    path = flow.parse_sta(report, job.module)
-    by_type = {k: int(v) for k, v in (stat["modules"].get(f"\\{job.module}") or stat["design"])
-               ["num_cells_by_type"].items()}
+    path = flow.worst_of(report, job.module, job.period_ps)
+    # the design's totals count every cell of the hierarchy (a flat module: its own)
+    submodules = set(stat["modules"])
+    by_type = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items() if k not in submodules}
     unknown = sorted(set(by_type) - set(lib.cells))
     if unknown:
         raise UserError(f"the netlist of {job.module} has cells outside the liberty files: {', '.join(unknown[:4])}")

@@ -149,3 +149,59 @@ def test_synth_bad_input(case, build, tmp_path, capfd, monkeypatch, cache):
         args += ["--clock-ghz", "-1"]; words = ("--clock-ghz",)
     assert_error(run(args, capfd), *words)
     assert not (cache / "synth").exists() or not any((cache / "synth").iterdir())
+
+
+def test_multicycle_report_parse():
+    rep = """Startpoint: sq_3_$_DFFE_PP__Q_4 (rising edge-triggered flip-flop clocked by clk)
+Endpoint: u_ofifo.mem[1]_$_DFFE_PP__Q_26 (rising edge-triggered flip-flop clocked by clk)
+   0.00    0.00 ^ a/CLK (DFFHQNx1_ASAP7_75t_R)
+  42.43   42.43 ^ a/QN (DFFHQNx1_ASAP7_75t_R)
+ 984.70 1027.13 v b/Y (XOR2xp5_ASAP7_75t_R)
+        1027.13   data arrival time
+
+2000.00 2000.00   clock clk (rise edge)
+ -21.35 1978.65   library setup time
+"""
+    p = flow.parse_sta(rep, "m", 1000.0)
+    assert p.cycles == 2 and p.period_ps == pytest.approx((1027.13 + 21.35) / 2)
+    single = flow.parse_sta(rep.replace("2000.00 2000.00", "1000.00 1000.00"), "m", 1000.0)
+    assert single.cycles == 1 and flow.worst_of(rep + flow.SPLIT + "\n" + rep.replace("2000.00 2000.00", "1000.00 1000.00"),
+                                                "m", 1000.0) == single
+
+
+def test_pool_scaling_is_timed_as_a_multicycle_path(tmp_path):
+    """A global pool over 4 beats registers its sums and scales them over two cycles
+    (rtl.layers.pool_module); synth's OpenSTA run is told so, and the module allows a shorter period."""
+    from hashiflex.rtl import generate_rtl
+    from hashiflex.synth.run import Job, synth_module
+    from rtl_progs import ProgBuilder
+
+    b = ProgBuilder((4, 2, 2), seed=1)
+    b.pool("input")
+    man = generate_rtl(b.program(), tmp_path, 1)
+    m = man.modules[0]
+    assert m.kind == "avgpool" and m.multicycle == 2
+    files = (tmp_path / "hf_prims.v", tmp_path / m.file)
+    lib = liberty.load()
+    single, _ = synth_module(Job(m.name, files, 1000.0), lib)
+    multi, _ = synth_module(Job(m.name, files, 1000.0, m.multicycle), lib)
+    assert multi.area_um2 == single.area_um2                  # the same netlist, timed differently
+    assert multi.path.period_ps <= single.path.period_ps
+    if single.path.start.startswith("sq_"):
+        assert multi.path.period_ps < single.path.period_ps
+
+
+def test_hierarchical_mapping_is_close_to_flat(build, capfd):
+    """--hierarchical maps each adder shape once: the same cells' areas summed over the hierarchy,
+    within 15 % of the flat mapping's area, and a real worst path."""
+    flat = synth_json(build, capfd)
+    hier = synth_json(build, capfd, "--hierarchical")
+    assert hier["mapping"].startswith("hierarchical") and flat["mapping"] == "flat"
+    lib = liberty.load()
+    for f, h in zip(flat["modules"], hier["modules"]):
+        assert h["cached_key"] != f["cached_key"]
+        with open(cache_dir() / f"{h['cached_key']}.json") as fh:
+            by_type = json.load(fh)["cells_by_type"]
+        assert sum(lib.area_of(c) * n for c, n in by_type.items()) == pytest.approx(h["area_um2"], rel=1e-9)
+        assert abs(h["area_um2"] / f["area_um2"] - 1) <= 0.15, (h["area_um2"], f["area_um2"])
+        assert h["worst_path_ps"] > 50 and f["flip_flops"] <= h["flip_flops"] <= 1.1 * f["flip_flops"]
