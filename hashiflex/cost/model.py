@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UserError
-from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program
+from ..ir.spec import Add, AvgPool, AvgPoolWindow, Conv, Linear, MaxPool, Program, csd_digits
 from ..ir.sharing import AdderGraphs
 from ..rtl.common import OUT_FIFO_DEPTH, fifo_pointer_bits, stream_bits
 from ..rtl.convert import converter_register_bits
@@ -151,6 +151,16 @@ class LayerModel:
         """Adders of one copy as generated (shared), else the naive trees'."""
         return self.shared[0] if self.shared else self.network().adders
 
+    def fanout(self) -> int:
+        """The spread term's A (cost.timing): the adders of one copy, which a conv's or linear's window
+        registers fan out to; an add's operands feed one adder each; a pool's sum feeds one adder per
+        digit of mult."""
+        if isinstance(self.op, Add):
+            return 1
+        if isinstance(self.op, AvgPool):
+            return len(csd_digits(self.op.mult)) + 1
+        return self.copy_adders()
+
     def delay_ns(self, depth: int | None = None) -> float:
         """The layer's slowest register-to-register path (cost.timing), through `depth` levels of its
         network (default: as generated): adder levels ending in the requantizer, or a max pool's
@@ -161,9 +171,15 @@ class LayerModel:
         elif isinstance(self.op, AvgPool) and self.multicycle:
             acc, mult, _ = counts.pool_parts(self.prog, self.op)
             data = max(stage_delay_ns(acc.depth, acc.max_width, requant=False),
-                       stage_delay_ns(mult.depth, mult.max_width) / self.multicycle)
+                       stage_delay_ns(mult.depth, mult.max_width, adders=self.fanout()) / self.multicycle)
+        elif self.pipeline_levels and depth == self.timing_depth():
+            # cut every K levels (rtl.emit): the inner stages end in a pipeline register, the last
+            # holds the levels left over (depth mod K) and the requantizer
+            k, w, a = self.pipeline_levels, self.network().max_width, self.fanout()
+            data = max(stage_delay_ns(min(k, self.tree_depth()), w, requant=False, adders=a),
+                       stage_delay_ns(self.tree_depth() % k, w, adders=a))
         else:
-            data = stage_delay_ns(depth, self.network().max_width, adders=self.copy_adders())
+            data = stage_delay_ns(depth, self.network().max_width, adders=self.fanout())
         return max(data, control_delay_ns())
 
     def levels_for(self, period_ns: float) -> int:
@@ -173,7 +189,7 @@ class LayerModel:
             return 0
         if isinstance(self.op, MaxPool):
             return compare_levels_per_stage(period_ns, self.network().max_width)
-        return levels_per_stage(period_ns, self.network().max_width, self.copy_adders())
+        return levels_per_stage(period_ns, self.network().max_width, self.fanout())
 
     def out_pixels(self) -> int:
         t = self.prog.tensors[self.op.output]
