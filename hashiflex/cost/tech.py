@@ -120,10 +120,10 @@ E_MAC = E_MUL8 + E_ADD32            # [drv] one int8 multiply + int32 accumulate
 T_REG = 0.0804      # [asap7] clock-to-output of the launching flip-flop + setup of the capturing one (median)
 T_FA = 0.0290       # [asap7] per bit of the widest adder: the carry arc ABC's adders chain (MAJIxp5 / FAx1
                     # carry, 29 ps in the liberty), not fitted (W barely varies across the fitted trees)
-T_LEVEL = 0.0652    # [asap7] per adder level
-T_REQUANT = 0.0814  # [asap7] the requantizer and the output FIFO's write, in the last stage only
+T_LEVEL = 0.0611    # [asap7] per adder level
+T_REQUANT = 0.0862  # [asap7] the requantizer and the output FIFO's write, in the last stage only
 T_SPREAD = 0.0      # [asap7] per factor of 4 in a copy's adders (fan-out): fitted 0 on the fit set; the big
-                    # modules it misses are in docs/cost.md ("Real cells": held out, under by up to 27 %)
+                    # modules of small-po2 it misses are in docs/cost.md ("Real cells")
 T_CTRL = 0.2274     # [asap7] control: counters / FIFO occupancy through the buffered enable tree
 
 DEFAULT_NPU_DRAIN = 3   # cycles between passes over the weights (hashiflex.rtl.npu.DRAIN)
