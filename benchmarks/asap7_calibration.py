@@ -1,21 +1,20 @@
 """Calibrate the cost model on ASAP7 cells timed by OpenSTA (hashiflex synth's flow).
 
-Fit set: the cost model's calibration modules (hashiflex.cost.calibrate: depthwise, pointwise,
-full and strided convs at P = 1 and 2, wide exponents, a stem; random Po2 weights). Held-out set
-(never fitted): layers of a small MobileNetV2 (width 0.25, 16x16, 50 % pruned, shared adders),
-the residual add, the pools, and pipelined variants (every K = 2, 3 adder levels) of five modules.
-Every module is mapped with ABC for --clock-ghz (default 1.0) and timed by OpenSTA (ideal clock).
+Timing: the cost model's calibration modules (hashiflex.cost.calibrate: depthwise, pointwise, full
+and strided convs at P = 1 and 2, wide exponents, a stem, a residual add, two pools, and five of
+them pipelined every K = 2 and 3 levels) are mapped for --timing-ghz (default 5: ABC maps for
+speed) and timed by OpenSTA. With --build B (a build already synthesized by `hashiflex synth B`,
+read from the cache), B's conv modules that miss --build-ghz join: even manifest indices to the fit,
+odd ones held out. The layers of a small MobileNetV2 (mbv2s_*) are held out. T_FA is the carry arc
+(not fitted), T_REG the median measured clock-to-output + setup, T_CTRL the slowest control path of
+the fit set; T_LEVEL, T_REQUANT and T_SPREAD minimise the worst relative error of the fitted trees
+(a linear program); each module's prediction is cost.model.LayerModel.delay_ns with the fitted
+constants. Area: every calibration module mapped for --area-ghz (default 1); non-negative least
+squares of the cells' area on the model's components (adder carry bits, register bits, flip-flop
+array bits; the requantizer kept at its derived value; a per-module control term); the mbv2s_*
+layers held out. Prints every module, the fits, and the errors by kind (docs/cost.md, "Real cells").
 
-Timing: the model's register-to-register stage is `T_REG + W * T_FA + d * T_LEVEL + T_REQUANT`
-(d adder levels of the stage, W the widest adder); this script fits T_FA, T_LEVEL and the fixed
-part (minimax relative error, non-negative), takes T_REG as the measured clock-to-output of the
-launching flip-flop plus its setup (median over the fit set) and T_REQUANT as the rest of the fixed
-part. Area: non-negative least squares of the measured cell area on the model's components
-(adder carry bits, requantizer bits, register bits, flip-flop arrays) plus a per-module control
-term. Prints every module, the fits, and the error on both sets with the fitted and the current
-constants of hashiflex/cost/tech.py.
-
-    python benchmarks/asap7_calibration.py [--out DIR] [--jobs N] [--clock-ghz F]
+    python benchmarks/asap7_calibration.py [--out DIR] [--jobs N] [--build B]
 """
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ from scipy.optimize import linprog, nnls
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clock_calibration import cases  # noqa: E402
-from hashiflex.cost import model, tech, timing  # noqa: E402
+from hashiflex.cost import tech, timing  # noqa: E402
 from hashiflex.synth import liberty  # noqa: E402
 from hashiflex.synth.run import Job, ModuleSynth, synth_all  # noqa: E402
 

@@ -7,9 +7,10 @@ the module and Yosys measures its longest register-to-register path in gates (ri
 ABC mapping onto two-input gates, `ltp -noff`; hashiflex.cost.yosys.path_depth). The model's
 path is `W * T_FA + d * T_LEVEL + T_REQUANT` (d adder levels, W the widest adder; docs/cost.md)
 on top of T_REG. In gates that is `a * W + b * d + c`; this script fits a, b, c (minimax relative error,
-non-negative), prints every module with the measured depth, the model's delay (tech.py as it
-stands) and the error, and the fitted constants for hashiflex/cost/tech.py (times T_GATE). The Po2 linear is left out: it runs once per image
-and is a multicycle path, which the model does not time.
+non-negative), prints every module with the measured depth, the fit's gates and error, and the
+ASAP7-fitted model's delay (the clock constants are fitted on real cells by
+benchmarks/asap7_calibration.py; this gate-depth view is kept for comparison). The Po2 linear is
+left out: it runs once per image and is a multicycle path, which the model does not time.
 
     python benchmarks/clock_calibration.py [--out DIR] [--no-cache]
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hashiflex.cost import calibrate, model, tech  # noqa: E402
+from hashiflex.cost import calibrate, model  # noqa: E402
 from hashiflex.cost.yosys import path_depth  # noqa: E402
 from hashiflex.ir.spec import Linear  # noqa: E402
 from hashiflex.rtl import generate_rtl  # noqa: E402
@@ -100,27 +101,26 @@ def main(argv=None) -> int:
     kw, kd, c = minimax_fit(x, y)
     print(f"fit (minimax relative error over {len(timed)} modules; {time.time() - t0:.0f} s): "
           f"gate depth = {kw:.2f} x W + {kd:.2f} x d + {c:.0f}")
-    print(f"model (tech.py): {tech.T_FA / tech.T_GATE:.2f} x W + {tech.T_LEVEL / tech.T_GATE:.2f} x d + "
-          f"{tech.T_REQUANT / tech.T_GATE:.0f} gates of T_GATE = {tech.T_GATE * 1000:.0f} ps\n")
-    print("| module | kind | adder levels d | widest adder W | Yosys gate depth | model (gates) | model ps | error |")
+    print("the clock model's constants are now fitted on ASAP7 cells and OpenSTA (benchmarks/asap7_calibration.py); "
+          "this table is the Yosys gate depth beside that model's ps\n")
+    print("| module | kind | adder levels d | widest adder W | Yosys gate depth | fitted gates | model ps (ASAP7) | error |")
     print("|---|---|---|---|---|---|---|---|")
     worst, worst_val = 0.0, 0.0
     for name, kind, d, w, meas in rows:
-        pred = (w * tech.T_FA + d * tech.T_LEVEL + tech.T_REQUANT) / tech.T_GATE   # the model as it stands
+        pred = kw * w + kd * d + c                                           # the gate-depth fit
         err = pred / meas - 1
         note = " (not fitted)" if "add" in kind else " (validation)" if "pipelined" in kind else ""
         if "pipelined" in kind:
             worst_val = max(worst_val, abs(err))
         elif "add" not in kind:
             worst = max(worst, abs(err))
-        print(f"| {name} | {kind} | {d} | {w} | {meas} | {pred:.1f} | {pred * tech.T_GATE * 1000:.0f} | "
+        print(f"| {name} | {kind} | {d} | {w} | {meas} | {pred:.1f} | {1e3 * model.stage_delay_ns(d, w):.0f} | "
               f"{100 * err:+.1f} %{note} |")
     print(f"\nworst error: {100 * worst:.1f} % over the {len(timed)} fitted modules (limit 15 %), "
           f"{100 * worst_val:.1f} % over the pipelined modules (validation: fitted on none of them; d is the most "
           "levels of one stage, min(depth, K)). Residual adds are left out: a two-operand sum plus the rounding "
           "constant, never a layer chain's slowest path.")
-    print(f"fitted constants at T_GATE = {tech.T_GATE * 1000:.0f} ps: T_FA = {kw * tech.T_GATE * 1000:.1f} ps, "
-          f"T_LEVEL = {kd * tech.T_GATE * 1000:.1f} ps, T_REQUANT = {c * tech.T_GATE * 1000:.0f} ps")
+    print(f"gate-depth fit: {kw:.2f} gates per bit of W, {kd:.2f} per level, {c:.0f} fixed")
     return 0 if worst <= 0.15 else 1
 
 

@@ -40,7 +40,7 @@ def totals(d: dict) -> str:
              f"unpipelined trees: fmax {d['clock_fmax_ghz']:.3f} GHz set by {d['clock_critical_layer']}")
     lines = [f"throughput {d['images_per_s']:,.0f} images/s = {d['clock_ghz']:.3f} GHz / "
              f"{d['cycles_per_image']:,.1f} cycles per image (bottleneck {d['bottleneck']})",
-             f"clock: {clock} (ripple-carry timing model, docs/cost.md)",
+             f"clock: {clock} (model fitted to OpenSTA on ASAP7 cells, docs/cost.md 'Real cells'; hashiflex synth measures it)",
              f"area {d['area_mm2']:.3f} mm^2 (" + ", ".join(f"{k} {v:.3f}" for k, v in d["area_breakdown_mm2"].items()
                                                          if v) + ")",
              f"energy {d['energy_pj_per_image'] / 1e6:.3f} uJ per image, {d['power_w']:.2f} W at that rate",
