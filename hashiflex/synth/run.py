@@ -230,6 +230,11 @@ def _store(res: ModuleSynth, netlist: bytes) -> None:
         pass   # a read-only cache only costs time
 
 
+def cached_results(jobs: list[Job], lib: CellLibrary) -> list[ModuleSynth]:
+    """The jobs' results already in the cache (valid ones only)."""
+    return [r for r in (read_cached(job_key(j, lib)) for j in jobs) if r is not None]
+
+
 def synth_all(jobs: list[Job], lib: CellLibrary, n_jobs: int = 1, use_cache: bool = True,
               timeout: float | None = None) -> list[ModuleSynth]:
     """Every job's result, in the jobs' order; the largest modules start first."""
