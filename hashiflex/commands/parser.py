@@ -21,7 +21,8 @@ Turn a trained CNN into a HaShiFlex accelerator: train an FP32 MobileNetV2 on Fa
 bring your own CNN: 'hashiflex import' takes ONNX or a PyTorch factory), quantize it to
 power-of-two (Po2) weights with QAT and pruning, measure its accuracy, lower it to
 an integer shift-add IR with a bit-exact golden simulator, generate hardwired streaming Verilog,
-and verify that Verilog against the simulator in Verilator.
+verify that Verilog against the simulator in Verilator, and map it onto 7nm ASAP7 cells timed
+by OpenSTA (synth).
 
 Fashion-MNIST is read from --data DIR, else $HASHIFLEX_DATA, else the Debian package
 dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)."""
