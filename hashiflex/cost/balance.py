@@ -25,6 +25,7 @@ from ..rtl.walk import windowed
 from ..rtl.plan import Plan, plan_from
 from ..rtl.schedule import hw_ops
 from . import design, model, storage
+from . import npu as npu_cost
 
 
 def _groups(prog: Program) -> list[tuple[tuple, list]]:
@@ -182,7 +183,7 @@ class Balancer:
         if nop is not None:
             n, k = (int(s) for s in self.prog.arrays[nop.weight].shape)
             try:
-                L = model.size_npu(n, k, target_cycles, model.feat_bits(self.prog, nop))
+                L = npu_cost.size_npu(n, k, target_cycles, model.feat_bits(self.prog, nop))
             except UserError:
                 return None     # no NPU keeps pace with this budget
             npu = {"lanes": L.g, "batch": L.v}
@@ -222,7 +223,7 @@ class Balancer:
             npu = None
             if nop is not None:
                 n, k = (int(s) for s in self.prog.arrays[nop.weight].shape)
-                L = model.size_npu(n, k, cyc, model.feat_bits(self.prog, nop))
+                L = npu_cost.size_npu(n, k, cyc, model.feat_bits(self.prog, nop))
                 npu = {"lanes": L.g, "batch": L.v}
             d = self.evaluate(f, npu)
             d["parallelism"] = p

@@ -20,6 +20,7 @@ from ..rtl.readback import check_program, find_manifest
 from ..rtl.schedule import hw_ops, items, skip_fifos
 from ..rtl.walk import windowed
 from . import model, storage, tech
+from . import npu as npu_cost
 
 
 def load_build(build) -> tuple[Program, Manifest | None, AdderGraphs | None]:
@@ -216,11 +217,11 @@ def evaluate(prog: Program, models: list[model.LayerModel], formats, clock_ghz: 
         entry = npu if isinstance(npu, (NPUEntry, NPUCounts)) else None
         if npu is None:
             hard = max(cycles.values())
-            npu_l = model.size_npu(n, k, hard, fb)
+            npu_l = npu_cost.size_npu(n, k, hard, fb)
         elif entry is not None:
-            npu_l = model.npu_estimate(n, k, entry.lanes, entry.batch, fb, entry)
+            npu_l = npu_cost.npu_estimate(n, k, entry.lanes, entry.batch, fb, entry)
         else:
-            npu_l = model.npu_estimate(n, k, int(npu["lanes"]), int(npu["batch"]), fb)
+            npu_l = npu_cost.npu_estimate(n, k, int(npu["lanes"]), int(npu["batch"]), fb)
         layers.append(npu_l)
         cycles["npu"] = npu_l.cycles
         extra["npu"] = {"lanes": npu_l.g, "batch": npu_l.v, "cycles_per_image": npu_l.cycles,

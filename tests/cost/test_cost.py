@@ -7,6 +7,7 @@ import pytest
 
 from hashiflex.cli import main
 from hashiflex.cost import balance, design, model, storage, tech
+from hashiflex.cost import npu as npu_cost
 from hashiflex.ir import serialize
 from hashiflex.ir.build import program_from_qmodel, random_qmodel
 from hashiflex.ir.sharing import solve_adder_graphs
@@ -97,11 +98,11 @@ def test_balancer_meets_targets_and_front_is_pareto(small_mbv2):
 
 def test_npu_sizing_follows_the_contract():
     # L lanes x B batch; cycles per image = (N * ceil(K / L) + drain) / B
-    assert model.npu_cycles(1000, 1280, 1280, 4) == pytest.approx((1000 + tech.DEFAULT_NPU_DRAIN) / 4)
-    L = model.size_npu(1000, 1280, 250.0)
+    assert npu_cost.npu_cycles(1000, 1280, 1280, 4) == pytest.approx((1000 + tech.DEFAULT_NPU_DRAIN) / 4)
+    L = npu_cost.size_npu(1000, 1280, 250.0)
     assert L.cycles <= 250 and L.g * L.v >= 1000 * 1280 / 250 / 1.01
-    small = model.npu_estimate(10, 64, 8, 1)
-    big = model.npu_estimate(10, 64, 64, 4)
+    small = npu_cost.npu_estimate(10, 64, 8, 1)
+    big = npu_cost.npu_estimate(10, 64, 64, 4)
     assert big.area_um2 > small.area_um2 and big.cycles < small.cycles
 
 
@@ -167,10 +168,10 @@ def test_npu_from_manifest_matches_contract(small_mbv2, tmp_path):
     n = man.npu
     r = design.as_generated(small_mbv2, man)
     assert r["npu"]["from_manifest"] and (r["npu"]["lanes"], r["npu"]["batch"]) == (4, 2)
-    expect = model.npu_cycles(n.out_features, n.in_features, 4, 2, n.drain_cycles)
+    expect = npu_cost.npu_cycles(n.out_features, n.in_features, 4, 2, n.drain_cycles)
     assert r["npu"]["cycles_per_image"] == pytest.approx(expect)
     assert n.out_features * -(-n.in_features // 4) / 2 == pytest.approx(n.cycles_per_image)
-    mine = model.npu_estimate(n.out_features, n.in_features, 4, 2)
+    mine = npu_cost.npu_estimate(n.out_features, n.in_features, 4, 2)
     assert mine.cycles == pytest.approx(expect)
 
 
