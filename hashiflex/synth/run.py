@@ -29,25 +29,7 @@ from ..progress import bar
 from . import flow
 from .liberty import CellLibrary, write_into
 
-NonNeg = Field(ge=0)
-
-
-class PathReport(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    start: str
-    end: str
-    arrival_ps: float = Field(ge=0, le=1e9)
-    setup_ps: float = Field(ge=-1e6, le=1e6)   # liberty setup can be negative
-    stages: int = Field(ge=0)
-    worst_arc: str
-    worst_arc_ps: float = Field(ge=0, le=1e9)
-    launch_ps: float | None = Field(None, ge=0, le=1e9)    # the start flip-flop's clock-to-output
-    cycles: int = Field(1, ge=1, le=64)                     # a multicycle path's cycles
-
-    @property
-    def period_ps(self) -> float:
-        """The shortest clock period this path allows."""
-        return (self.arrival_ps + self.setup_ps) / self.cycles
+PathReport = flow.WorstPath
 
 
 class ModuleSynth(BaseModel):
@@ -191,7 +173,7 @@ def synth_module(job: Job, lib: CellLibrary, timeout: float | None = None) -> tu
         key=key, module=job.module, period_ps=job.period_ps, cells=sum(by_type.values()),
         flip_flops=sum(n for k, n in by_type.items() if lib.cells[k].sequential),
         area_um2=sum(by_class.values()), area_by_class_um2=by_class, cells_by_type=by_type,
-        path=PathReport(**path.__dict__) if path else None, synth_s=round(synth_s, 2), sta_s=round(sta_s, 2),
+        path=path, synth_s=round(synth_s, 2), sta_s=round(sta_s, 2),
         peak_rss_mb=round(max(rss, rss_sta), 1))
     return res, netlist.encode()
 
