@@ -99,7 +99,8 @@ def array_cost(words: int, width: int, accesses: float, two_port: bool = True, s
 
 
 def pool_multicycle(prog: Program, op) -> int | None:
-    """The cycles a global pool's scaling path has (rtl.layers.pool_module), None for other ops."""
+    """The cycles a global pool's scaling path has (rtl.layers.pool_module) at one lane, None for
+    other ops (models_for takes a build's from its manifest)."""
     if not isinstance(op, AvgPool):
         return None
     _, h, w = prog.tensors[op.input].shape
@@ -344,6 +345,8 @@ def models_for(prog: Program, manifest: Manifest | None = None, graphs: AdderGra
         elif m is None and graphs is not None and graphs.get(op.name) is not None:
             shared = graph_counts(prog, op, graphs.get(op.name))
         lm = LayerModel(prog, op, shared_per_copy=shared)
+        if m is not None and isinstance(op, AvgPool):   # as generated (its lanes decide the beats)
+            lm.multicycle = m.multicycle
         if shared is not None and not shared[2]:
             lm.shared = (shared[0], shared[1], lm.network().depth)
         if m is not None and m.pipeline_stages is not None:   # registers beyond the unpipelined module's
