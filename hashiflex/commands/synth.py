@@ -54,7 +54,6 @@ def run(args):
     from ..synth import build as sb
     from ..synth import liberty
     from ..synth.flow import sta_exe, yosys_exe
-    from ..synth.run import cached_results as jobs_cached
     from ..synth.run import synth_all
 
     _check(args)
@@ -65,8 +64,9 @@ def run(args):
     yosys_exe(), sta_exe()            # both tools present before any work starts
     period = 1e3 / args.clock_ghz
     jobs = sb.jobs_for(rtl_dir, man, mods, period, flat=not args.hierarchical)
-    hits = {r.key for r in jobs_cached(jobs, lib)} if not args.no_cache else set()
-    results = synth_all(jobs, lib, args.jobs, use_cache=not args.no_cache, timeout=args.timeout)
+    from_cache: list[str] = []
+    results = synth_all(jobs, lib, args.jobs, use_cache=not args.no_cache, timeout=args.timeout,
+                        from_cache=from_cache)
     model = _model_areas(args.build, man)
     rows = [_row(r, m, model.get(m.op)) for r, m in zip(results, mods)]
     chip = sb.chip_totals(results)
@@ -93,7 +93,7 @@ def run(args):
                      f"{crit['worst_arc']} {crit['worst_arc_ps']:.0f} ps)")
     if chip.failing:
         lines.append(f"{len(chip.failing)} module(s) miss {args.clock_ghz:g} GHz: {', '.join(chip.failing[:5])}")
-    cached = sum(1 for r in results if r.key in hits)
+    cached = len(from_cache)
     lines.append(f"{res['seconds']:.0f} s ({cached} of {len(results)} modules from the cache); largest tool process "
                  f"{peak:,.0f} MB, {sum(r.synth_s + r.sta_s for r in results):,.0f} s of tool time when synthesized")
     return res, "\n".join(lines)

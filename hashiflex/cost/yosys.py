@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..rtl.readback import find_manifest
+from ..verify.verilator import cache_root
 from . import tech
 
 FLOW_VERSION = "hf-yosys-2"
@@ -78,8 +79,7 @@ def find_yosys() -> list[str]:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("HASHIFLEX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hashiflex")
-    return Path(base) / "yosys"
+    return cache_root() / "yosys"
 
 
 def _key(kind: str, files: list[Path], top: str, params: dict | None, script: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..rtl.manifest import Manifest, ModuleEntry
 from ..rtl.readback import find_manifest
+from ..verify.harness import check_files
 from .run import Job, ModuleSynth
 
 PRIMS_FILE = "hf_prims.v"
@@ -41,16 +42,8 @@ def select(man: Manifest, patterns: list[str] | None) -> list[ModuleEntry]:
 def jobs_for(rtl_dir: Path, man: Manifest, modules: list[ModuleEntry], period_ps: float, flat: bool = True
              ) -> list[Job]:
     """One job per module; every file is checked against the manifest's checksum first (an edited
-    or missing file is refused, as verify refuses it)."""
-    import hashlib
-
-    sums = man.sha256 or {}
-    for name in {PRIMS_FILE, *(m.file for m in modules)}:
-        p = rtl_dir / name
-        if not p.is_file():
-            raise UserError(f"{p} is missing: re-run 'hashiflex compile' for this build")
-        if name in sums and hashlib.sha256(p.read_bytes()).hexdigest() != sums[name]:
-            raise UserError(f"{p} differs from what 'hashiflex compile' wrote (checksum): re-run the compile")
+    or missing file is refused, as verify refuses it: verify.harness.check_files)."""
+    check_files(rtl_dir, sorted({PRIMS_FILE, *(m.file for m in modules)}), man)
     return [Job(m.name, (rtl_dir / PRIMS_FILE, rtl_dir / m.file), period_ps, m.multicycle, flat) for m in modules]
 
 

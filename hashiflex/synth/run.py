@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import UserError
 from ..progress import bar
+from ..verify.verilator import cache_root
 from . import flow
 from .liberty import CellLibrary, write_into
 
@@ -67,8 +68,7 @@ class Job:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("HASHIFLEX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "hashiflex")
-    return Path(base) / "synth"
+    return cache_root() / "synth"
 
 
 def job_key(job: Job, lib: CellLibrary) -> str:
@@ -131,10 +131,12 @@ def _tail(text: str, n: int = 300) -> str:
     return " ".join(" ".join(lines).split())[-n:]
 
 
-def synth_module(job: Job, lib: CellLibrary, timeout: float | None = None) -> tuple[ModuleSynth, bytes]:
-    """Map and time one module (no cache): (result, netlist Verilog bytes)."""
+def synth_module(job: Job, lib: CellLibrary, timeout: float | None = None, key: str | None = None
+                 ) -> tuple[ModuleSynth, bytes]:
+    """Map and time one module (no cache): (result, netlist Verilog bytes); `key`: job_key(job, lib)
+    when the caller has it."""
     yosys, sta = flow.yosys_exe(), flow.sta_exe()
-    key = job_key(job, lib)
+    key = key or job_key(job, lib)
     with tempfile.TemporaryDirectory(prefix="hf_synth_") as td:
         tdp = Path(td)
         lib_files = write_into(lib, tdp)
@@ -212,26 +214,25 @@ def _store(res: ModuleSynth, netlist: bytes) -> None:
         pass   # a read-only cache only costs time
 
 
-def cached_results(jobs: list[Job], lib: CellLibrary) -> list[ModuleSynth]:
-    """The jobs' results already in the cache (valid ones only)."""
-    return [r for r in (read_cached(job_key(j, lib)) for j in jobs) if r is not None]
-
-
 def synth_all(jobs: list[Job], lib: CellLibrary, n_jobs: int = 1, use_cache: bool = True,
-              timeout: float | None = None) -> list[ModuleSynth]:
-    """Every job's result, in the jobs' order; the largest modules start first."""
+              timeout: float | None = None, from_cache: list[str] | None = None) -> list[ModuleSynth]:
+    """Every job's result, in the jobs' order; the largest modules start first. `from_cache`, when
+    given, receives the names of the modules read from the cache."""
     results: dict[int, ModuleSynth] = {}
+    keys = [job_key(j, lib) for j in jobs]
     todo = []
     for i, j in enumerate(jobs):
-        hit = read_cached(job_key(j, lib)) if use_cache else None
+        hit = read_cached(keys[i]) if use_cache else None
         if hit is not None:
             results[i] = hit
+            if from_cache is not None:
+                from_cache.append(j.module)
         else:
             todo.append(i)
     todo.sort(key=lambda i: -sum(f.stat().st_size for f in jobs[i].files))
 
     def one(i: int) -> tuple[int, ModuleSynth]:
-        res, net = synth_module(jobs[i], lib, timeout)
+        res, net = synth_module(jobs[i], lib, timeout, keys[i])
         _store(res, net)
         return i, res
 

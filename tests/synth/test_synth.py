@@ -73,17 +73,23 @@ def test_synth_is_cached_and_a_damaged_entry_is_redone(build, capfd, cache):
     assert not [f for f in (cache / "synth").iterdir() if f.name.startswith(".")]
 
 
-def test_sta_report_parse():
-    rep = """Startpoint: w0_2_$_DFFE_PP__Q_3 (rising edge-triggered flip-flop clocked by clk)
-Endpoint: u_ofifo.mem[0]_$_DFFE_PP__Q_40 (rising edge-triggered flip-flop clocked by clk)
+def sta_report(start: str, end: str, last: float, arrival: float, edge: float, setup: float) -> str:
+    """An OpenSTA `report_checks` path as the Debian build prints it: a flip-flop, one gate."""
+    return f"""Startpoint: {start} (rising edge-triggered flip-flop clocked by clk)
+Endpoint: {end} (rising edge-triggered flip-flop clocked by clk)
   Delay    Time   Description
    0.00    0.00 ^ a/CLK (DFFHQNx1_ASAP7_75t_R)
   42.43   42.43 ^ a/QN (DFFHQNx1_ASAP7_75t_R)
-  60.44  102.87 v b/Y (XOR2xp5_ASAP7_75t_R)
-         102.87   data arrival time
-1000.00 1000.00   clock clk (rise edge)
- -19.55  980.45   library setup time
+ {last:6.2f} {arrival:7.2f} v b/Y (XOR2xp5_ASAP7_75t_R)
+        {arrival:7.2f}   data arrival time
+
+{edge:7.2f} {edge:7.2f}   clock clk (rise edge)
+ {-setup:6.2f} {edge - setup:7.2f}   library setup time
 """
+
+
+def test_sta_report_parse():
+    rep = sta_report("w0_2_$_DFFE_PP__Q_3", "u_ofifo.mem[0]_$_DFFE_PP__Q_40", 60.44, 102.87, 1000.0, 19.55)
     p = flow.parse_sta(rep, "m")
     assert (p.start, p.end) == ("w0_2[3]", "u_ofifo.mem[0][40]")
     assert p.arrival_ps == 102.87 and p.setup_ps == 19.55 and p.period_ps == pytest.approx(122.42)
@@ -152,21 +158,12 @@ def test_synth_bad_input(case, build, tmp_path, capfd, monkeypatch, cache):
 
 
 def test_multicycle_report_parse():
-    rep = """Startpoint: sq_3_$_DFFE_PP__Q_4 (rising edge-triggered flip-flop clocked by clk)
-Endpoint: u_ofifo.mem[1]_$_DFFE_PP__Q_26 (rising edge-triggered flip-flop clocked by clk)
-   0.00    0.00 ^ a/CLK (DFFHQNx1_ASAP7_75t_R)
-  42.43   42.43 ^ a/QN (DFFHQNx1_ASAP7_75t_R)
- 984.70 1027.13 v b/Y (XOR2xp5_ASAP7_75t_R)
-        1027.13   data arrival time
-
-2000.00 2000.00   clock clk (rise edge)
- -21.35 1978.65   library setup time
-"""
+    rep = sta_report("sq_3_$_DFFE_PP__Q_4", "u_ofifo.mem[1]_$_DFFE_PP__Q_26", 984.70, 1027.13, 2000.0, 21.35)
     p = flow.parse_sta(rep, "m", 1000.0)
     assert p.cycles == 2 and p.period_ps == pytest.approx((1027.13 + 21.35) / 2)
-    single = flow.parse_sta(rep.replace("2000.00 2000.00", "1000.00 1000.00"), "m", 1000.0)
-    assert single.cycles == 1 and flow.worst_of(rep + flow.SPLIT + "\n" + rep.replace("2000.00 2000.00", "1000.00 1000.00"),
-                                                "m", 1000.0) == single
+    one = sta_report("sq_3_$_DFFE_PP__Q_4", "u_ofifo.mem[1]_$_DFFE_PP__Q_26", 984.70, 1027.13, 1000.0, 21.35)
+    single = flow.parse_sta(one, "m", 1000.0)
+    assert single.cycles == 1 and flow.worst_of(rep + flow.SPLIT + "\n" + one, "m", 1000.0) == single
 
 
 def test_pool_scaling_is_timed_as_a_multicycle_path(tmp_path):
